@@ -1,0 +1,267 @@
+"""A torch-free onnxruntime session over one model version: validate, encode, run, format.
+
+Predictions (`format_predictions`, `predict`) are one dict per instance:
+
+* classifiers (`classification`, `binary`): `{"label": "3", "class_index": 3,
+  "probabilities": {"0": 0.01, ..., "9": 0.002}}`
+* regressors: `{"values": {"<target>": 1.25, ...}}`
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .repository import MODEL_FILE, read_manifest
+
+MAX_IMAGE_PIXELS = 40_000_000  # refuse decompression bombs before decoding
+_CLASSIFIER_TASKS = ("classification", "binary")
+
+
+class InputError(ValueError):
+    """Bad input, with the path of the offending value (`instances[3].age`)."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class ModelSession:
+    """One model version: its manifest and an onnxruntime CPU session."""
+
+    def __init__(self, model_dir: str | os.PathLike, intra_op_threads: int | None = None,
+                 inter_op_threads: int | None = None):
+        self.dir = Path(model_dir)
+        self.manifest = read_manifest(self.dir)
+        m = self.manifest
+        self.name: str = m["name"]
+        self.version: int = int(m.get("version") or 0) or _folder_version(self.dir)
+        self.task: str = m["task"]
+        self.input_name: str = m["input"].get("name", "input")
+        self.input_shape: tuple[int, ...] = tuple(m["input"]["shape"])
+        self.outputs: list[dict] = list(m["outputs"])
+        self.output_names: list[str] = [o["name"] for o in self.outputs]
+        self.features: list[dict] | None = m.get("features")
+        self.image: dict | None = m.get("image")
+        self.labels: list[str] | None = m.get("labels")
+        self.targets: list[str] | None = m.get("targets")
+        serving = m.get("serving") or {}
+        self.max_batch_size = int(serving.get("max_batch_size", 64))
+        self.max_queue_delay_ms = float(serving.get("max_queue_delay_ms", 2.0))
+        self._columns = self._feature_columns()
+        self._feature_names = {name for name, _ in self._columns}
+
+        options = ort.SessionOptions()
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        if inter_op_threads:
+            options.inter_op_num_threads = inter_op_threads
+        try:
+            self._session = ort.InferenceSession(
+                str(self.dir / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ValueError(f"{self.dir / MODEL_FILE}: cannot load ({exc})") from None
+        graph_inputs = [i.name for i in self._session.get_inputs()]
+        if graph_inputs != [self.input_name]:
+            raise ValueError(f"{self.dir}: graph inputs {graph_inputs} != [{self.input_name!r}]")
+
+    @property
+    def is_classifier(self) -> bool:
+        """True for classification and binary tasks."""
+        return self.task in _CLASSIFIER_TASKS
+
+    def _feature_columns(self) -> list[tuple[str, dict | None]]:
+        # (feature name, {category: column offset} or None for numeric), in tensor order
+        columns = []
+        for feature in self.features or []:
+            cats = feature.get("categories") if feature.get("type") == "categorical" else None
+            columns.append((feature["name"], {str(c): i for i, c in enumerate(cats)} if cats else None))
+        return columns
+
+    # --- encoding -------------------------------------------------------------------------
+
+    def encode_instances(self, instances: list, path: str = "instances") -> np.ndarray:
+        """Turn JSON instances into the float32 input batch, or raise InputError naming the value."""
+        if not isinstance(instances, list) or not instances:
+            raise InputError(path, "expected a non-empty list of instances")
+        if self.features:
+            return self._encode_table(instances, path)
+        if self.image and any(isinstance(i, dict) for i in instances):
+            return self._encode_b64_images(instances, path)
+        try:
+            batch = np.asarray(instances)
+        except (ValueError, TypeError):
+            batch = None  # ragged: the walk below says where
+        if batch is None or batch.dtype.kind not in "iuf" or batch.shape[1:] != self.input_shape:
+            for i, instance in enumerate(instances):
+                self._check_nested(instance, self.input_shape, f"{path}[{i}]")
+            batch = np.array(instances, dtype=np.float64)  # valid, but ints beyond int64
+        with np.errstate(over="ignore"):
+            return self._finite(batch.astype(np.float32, copy=False), path)
+
+    def _check_nested(self, value, shape: tuple[int, ...], path: str) -> None:
+        expected = f"(instance shape {_shape_text(self.input_shape)})"
+        if not shape:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InputError(path, f"expected a number, got {_describe(value)}")
+            if not math.isfinite(value) or abs(value) > 3.4e38:
+                raise InputError(path, f"expected a finite float32 number, got {value!r}")
+            return
+        if not isinstance(value, list) or len(value) != shape[0]:
+            got = f"a list of length {len(value)}" if isinstance(value, list) else _describe(value)
+            raise InputError(path, f"expected a list of length {shape[0]} {expected}, got {got}")
+        for j, item in enumerate(value):
+            self._check_nested(item, shape[1:], f"{path}[{j}]")
+
+    def _finite(self, batch: np.ndarray, path: str) -> np.ndarray:
+        if not np.isfinite(batch).all():
+            index = np.argwhere(~np.isfinite(batch))[0]
+            where = path + "".join(f"[{k}]" for k in index)
+            raise InputError(where, f"expected a finite float32 number, got {batch[tuple(index)]}")
+        return batch
+
+    def _encode_table(self, instances: list, path: str) -> np.ndarray:
+        out = np.zeros((len(instances),) + self.input_shape, dtype=np.float32)
+        names = [name for name, _ in self._columns]
+        for i, instance in enumerate(instances):
+            where = f"{path}[{i}]"
+            if isinstance(instance, dict):
+                unknown = [k for k in instance if k not in self._feature_names]
+                if unknown:
+                    raise InputError(f"{where}.{unknown[0]}", f"unknown feature; expected {names}")
+                missing = [n for n in names if n not in instance]
+                if missing:
+                    raise InputError(f"{where}.{missing[0]}", f"missing feature; expected {names}")
+                values = [(instance[n], f"{where}.{n}") for n in names]
+            elif isinstance(instance, list):
+                if len(instance) != len(names):
+                    raise InputError(where, f"expected {len(names)} raw feature values {names} "
+                                            f"or an object of named features, got a list of length {len(instance)}")
+                values = [(v, f"{where}[{j}]") for j, v in enumerate(instance)]
+            else:
+                raise InputError(where, f"expected an object of features {names}, got {_describe(instance)}")
+            column = 0
+            for (name, categories), (value, at) in zip(self._columns, values):
+                if categories is None:
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):
+                        raise InputError(at, f"feature {name!r} expects a number, got {_describe(value)}")
+                    if not math.isfinite(value) or abs(value) > 3.4e38:
+                        raise InputError(at, f"feature {name!r} expects a finite number, got {value!r}")
+                    out[i, column] = value
+                    column += 1
+                else:
+                    key = value if isinstance(value, str) else (
+                        str(value) if isinstance(value, int) and not isinstance(value, bool) else None)
+                    if key not in categories:
+                        shown = list(categories)[:20]
+                        raise InputError(at, f"feature {name!r}: unknown category {_describe(value)}; "
+                                             f"expected one of {shown}")
+                    out[i, column + categories[key]] = 1.0
+                    column += len(categories)
+        return out
+
+    def _encode_b64_images(self, instances: list, path: str) -> np.ndarray:
+        # TF-Serving convention: an image instance may be {"b64": "<base64 image file>"}
+        images = []
+        for i, instance in enumerate(instances):
+            if not (isinstance(instance, dict) and set(instance) == {"b64"} and isinstance(instance["b64"], str)):
+                raise InputError(f"{path}[{i}]", 'expected {"b64": "<base64 image>"} like the other instances')
+            try:
+                images.append(base64.b64decode(instance["b64"], validate=True))
+            except (binascii.Error, ValueError):
+                raise InputError(f"{path}[{i}].b64", "not valid base64") from None
+        return self.encode_images(images, path)
+
+    def encode_images(self, images: list[bytes], path: str = "images") -> np.ndarray:
+        """Decode image files, convert to the manifest's color, resize; float32 0..255 [N, C, H, W]."""
+        if not self.image:
+            raise InputError(path, f"model {self.name!r} does not take images")
+        from PIL import Image, UnidentifiedImageError  # Pillow only when images are used
+
+        height, width = self.image["size"]
+        mode = "L" if self.image.get("color", "grayscale") == "grayscale" else "RGB"
+        out = np.empty((len(images),) + self.input_shape, dtype=np.float32)
+        for i, data in enumerate(images):
+            try:
+                with Image.open(io.BytesIO(data)) as img:
+                    if img.width * img.height > MAX_IMAGE_PIXELS:
+                        raise InputError(f"{path}[{i}]", f"image too large ({img.width}x{img.height})")
+                    img = img.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+                    pixels = np.asarray(img, dtype=np.float32)
+            except InputError:
+                raise
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+                raise InputError(f"{path}[{i}]", "not a decodable image (PNG, JPEG, BMP, ...)") from None
+            out[i] = pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)
+        return out
+
+    # --- running --------------------------------------------------------------------------
+
+    def check_batch(self, x: np.ndarray, path: str = "input") -> np.ndarray:
+        """Check a ready batch (shape [N, *input.shape], numeric, finite); return it as float32."""
+        if not isinstance(x, np.ndarray) or x.dtype.kind not in "iuf":
+            raise InputError(path, "expected a numeric array")
+        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape or x.shape[0] < 1:
+            raise InputError(path, f"expected shape {_shape_text(('N',) + self.input_shape)}, "
+                                   f"got {_shape_text(x.shape)}")
+        with np.errstate(over="ignore"):
+            return self._finite(x.astype(np.float32, copy=False), path)
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a checked batch; returns every graph output by name."""
+        x = self.check_batch(x)
+        values = self._session.run(self.output_names, {self.input_name: x})
+        return dict(zip(self.output_names, values))
+
+    def run_unchecked(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a float32 batch that the caller has already checked (the server's hot path)."""
+        return dict(zip(self.output_names, self._session.run(self.output_names, {self.input_name: x})))
+
+    def format_predictions(self, outputs: dict[str, np.ndarray]) -> list[dict]:
+        """One prediction dict per row (see the module docstring for the shape)."""
+        if self.is_classifier:
+            probs = outputs["probabilities"]
+            labels = self.labels or [str(k) for k in range(probs.shape[1])]
+            indices = outputs["class_index"].reshape(-1).tolist() if "class_index" in outputs \
+                else probs.argmax(axis=1).tolist()
+            return [{"label": labels[k], "class_index": k, "probabilities": dict(zip(labels, row))}
+                    for k, row in zip(indices, probs.tolist())]
+        values = outputs["values"]
+        values = values.reshape(len(values), -1)
+        targets = self.targets or [str(k) for k in range(values.shape[1])]
+        return [{"values": dict(zip(targets, row))} for row in values.tolist()]
+
+    def predict(self, instances: list) -> list[dict]:
+        """Encode instances, run them and format the predictions."""
+        return self.format_predictions(self.run(self.encode_instances(instances)))
+
+    def metadata(self) -> dict:
+        """What a client needs to call the model: task, input, features, image, labels/targets."""
+        return {
+            "name": self.name, "version": self.version, "task": self.task,
+            "input": {"name": self.input_name, "dtype": "float32", "shape": list(self.input_shape)},
+            "outputs": self.outputs, "features": self.features, "image": self.image,
+            "labels": self.labels, "targets": self.targets,
+            "metrics": self.manifest.get("metrics"),
+        }
+
+
+def _folder_version(path: Path) -> int:
+    return int(path.name) if path.name.isdigit() else 0
