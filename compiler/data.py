@@ -1,0 +1,275 @@
+"""Data source specs: each knows its shape cheaply (for validation) and loads its arrays (for training)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal, Union
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from .base import PositiveInt, Shape, StrictModel
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class DataError(ValueError):
+    """The data behind a spec is missing or unusable; `field` names the data.source key at fault."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
+@dataclass
+class DataInfo:
+    """What validation needs to know about a data source: sample shape, labels or targets, features."""
+
+    shape: Shape
+    labels: list[str] | None = None  # classifiers: class names in output order
+    targets: list[str] | None = None  # regressors: output names
+    features: list[dict] | None = None  # tables: manifest-style feature list
+    image: dict | None = None  # image folders: {"size": [H, W], "color": ...}
+
+
+@dataclass
+class RawData(DataInfo):
+    """The loaded arrays: x float32 (N, *shape); y class indices (int64) or targets (float32, (N, T))."""
+
+    x: np.ndarray = field(default=None)
+    y: np.ndarray = field(default=None)
+    fixed_test: tuple[np.ndarray, np.ndarray] | None = None  # a source's own test split (mnist1d)
+
+
+def encode_labels(values) -> tuple[list[str], np.ndarray]:
+    """Class names in a stable order (numeric order when all are numbers) and each value's index."""
+    values = np.asarray(values)
+    uniques = list(dict.fromkeys(values.tolist()))
+    try:
+        uniques.sort(key=float)
+    except (TypeError, ValueError):
+        uniques.sort(key=str)
+    index = {v: i for i, v in enumerate(uniques)}
+    labels = [str(int(v)) if isinstance(v, float) and float(v).is_integer() else str(v) for v in uniques]
+    return labels, np.array([index[v] for v in values.tolist()], dtype=np.int64)
+
+
+class _Source(StrictModel):
+    task_kind: ClassVar[str] = "array"
+
+    def describe(self, base: Path, task: str) -> DataInfo:
+        """Shape, labels and features, as cheaply as the source allows."""
+        return self.load(base, task)
+
+    def load(self, base: Path, task: str) -> RawData:  # pragma: no cover - abstract
+        """All samples as arrays."""
+        raise NotImplementedError
+
+    def _path(self, base: Path) -> Path:
+        path = (base / self.path).resolve()
+        if not path.exists():
+            raise DataError(f"{path} does not exist", "path")
+        return path
+
+
+_BUILTIN = {  # name: (shape, labels or None for regression, sklearn loader or None)
+    "digits": ((64,), [str(i) for i in range(10)], "load_digits"),
+    "iris": ((4,), ["setosa", "versicolor", "virginica"], "load_iris"),
+    "wine": ((13,), ["class_0", "class_1", "class_2"], "load_wine"),
+    "breast_cancer": ((30,), ["malignant", "benign"], "load_breast_cancer"),
+    "diabetes": ((10,), None, "load_diabetes"),
+    "mnist1d": ((40,), [str(i) for i in range(10)], None),
+}
+
+
+class BuiltinSource(_Source):
+    """scikit-learn's bundled data sets and MNIST-1D, all generated or read offline."""
+
+    type: Literal["builtin"]
+    name: Literal["digits", "iris", "wine", "breast_cancer", "diabetes", "mnist1d"]
+
+    def describe(self, base: Path, task: str) -> DataInfo:
+        shape, labels, _ = _BUILTIN[self.name]
+        return DataInfo(shape=shape, labels=labels, targets=None if labels else ["target"])
+
+    def load(self, base: Path, task: str) -> RawData:
+        shape, labels, loader = _BUILTIN[self.name]
+        if loader is None:
+            return _load_mnist1d()
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, loader)()
+        x = bunch.data.astype(np.float32)
+        tabular = self.name != "digits"
+        features = [{"name": str(n), "type": "numeric"} for n in bunch.feature_names] if tabular else None
+        if labels is None:
+            y = bunch.target.astype(np.float32).reshape(-1, 1)
+            return RawData(shape=shape, targets=["target"], features=features, x=x, y=y)
+        return RawData(shape=shape, labels=labels, features=features, x=x, y=bunch.target.astype(np.int64))
+
+
+def _load_mnist1d() -> RawData:
+    """MNIST-1D generated locally with the package's own default arguments (never its download path)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    d = make_dataset(get_dataset_args())
+    x, y = d["x"].astype(np.float32), d["y"].astype(np.int64)
+    xt, yt = d["x_test"].astype(np.float32), d["y_test"].astype(np.int64)
+    return RawData(shape=(40,), labels=[str(i) for i in range(10)], x=x, y=y, fixed_test=(xt, yt))
+
+
+class _TableSource(_Source):
+    path: str
+    target: str
+    features: list[str] | None = Field(None, min_length=1)
+
+    def _read(self, path: Path):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def load(self, base: Path, task: str) -> RawData:
+        path = self._path(base)
+        try:
+            frame = self._read(path)
+        except Exception as e:  # the table library's own message is the useful part
+            raise DataError(f"cannot read {path.name}: {e}", "path") from None
+        if self.target not in frame.columns:
+            raise DataError(f"no column '{self.target}' in {path.name}; columns: {', '.join(map(str, frame.columns))}", "target")
+        names = self.features or [c for c in frame.columns if c != self.target]
+        missing = [n for n in names if n not in frame.columns]
+        if missing:
+            raise DataError(f"no column {missing[0]!r} in {path.name}", "features")
+        for col in [*names, self.target]:
+            bad = frame.index[frame[col].isna()].tolist()
+            if bad:
+                rows = ", ".join(str(r + 2) for r in bad[:5]) + (" ..." if len(bad) > 5 else "")
+                raise DataError(f"{path.name}: column '{col}' has missing values (file rows {rows})")
+        features, columns = [], []
+        for name in names:
+            col = frame[name]
+            if col.dtype.kind in "biuf":
+                features.append({"name": str(name), "type": "numeric"})
+                columns.append(col.to_numpy(np.float32)[:, None])
+            else:
+                cats = sorted(col.astype(str).unique().tolist())
+                features.append({"name": str(name), "type": "categorical", "categories": cats})
+                columns.append((col.astype(str).to_numpy()[:, None] == np.array(cats)[None, :]).astype(np.float32))
+        x = np.concatenate(columns, axis=1)
+        target = frame[self.target]
+        if task == "regression":
+            if target.dtype.kind not in "biuf":
+                raise DataError(f"{path.name}: regression target '{self.target}' must be numeric")
+            return RawData(shape=(x.shape[1],), targets=[self.target], features=features, x=x,
+                           y=target.to_numpy(np.float32).reshape(-1, 1))
+        labels, y = encode_labels(target.to_numpy())
+        return RawData(shape=(x.shape[1],), labels=labels, features=features, x=x, y=y)
+
+
+class CsvSource(_TableSource):
+    """A CSV file: one target column, numeric and string (one-hot) feature columns."""
+
+    type: Literal["csv"]
+
+    def _read(self, path: Path):
+        import pandas as pd
+
+        return pd.read_csv(path)
+
+
+class ParquetSource(_TableSource):
+    """A Parquet file, read like a CSV."""
+
+    type: Literal["parquet"]
+
+    def _read(self, path: Path):
+        import pandas as pd
+
+        return pd.read_parquet(path)
+
+
+class NpzSource(_Source):
+    """A NumPy .npz archive with a features array and a labels/targets array."""
+
+    type: Literal["npz"]
+    path: str
+    x: str = "x"
+    y: str = "y"
+
+    def load(self, base: Path, task: str) -> RawData:
+        path = self._path(base)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                for key in (self.x, self.y):
+                    if key not in archive:
+                        raise DataError(f"no array '{key}' in {path.name}; arrays: {', '.join(archive.files)}", "x" if key == self.x else "y")
+                x, y = archive[self.x], archive[self.y]
+        except DataError:
+            raise
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read {path.name}: {e}", "path") from None
+        if len(x) != len(y):
+            raise DataError(f"{path.name}: '{self.x}' has {len(x)} rows but '{self.y}' has {len(y)}")
+        if x.dtype.kind not in "biuf":
+            raise DataError(f"{path.name}: '{self.x}' must be numeric, got dtype {x.dtype}")
+        x = x.astype(np.float32)
+        if task == "regression":
+            y = y.astype(np.float32).reshape(len(y), -1)
+            return RawData(shape=x.shape[1:], targets=[f"target_{i}" for i in range(y.shape[1])] if y.shape[1] > 1 else ["target"], x=x, y=y)
+        labels, idx = encode_labels(y.reshape(-1))
+        return RawData(shape=x.shape[1:], labels=labels, x=x, y=idx)
+
+
+class ImageFolderSource(_Source):
+    """A folder with one subfolder of images per class, decoded with Pillow and resized."""
+
+    type: Literal["image_folder"]
+    path: str
+    image_size: tuple[PositiveInt, PositiveInt]
+    color: Literal["grayscale", "rgb"] = "rgb"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _square(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("image_size"), int) and not isinstance(data.get("image_size"), bool):
+            data = {**data, "image_size": [data["image_size"]] * 2}
+        return data
+
+    def _classes(self, base: Path) -> tuple[Path, list[str]]:
+        root = self._path(base)
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not classes:
+            raise DataError(f"{root} has no class subfolders", "path")
+        return root, classes
+
+    def _info(self, classes) -> dict:
+        channels = 1 if self.color == "grayscale" else 3
+        return dict(shape=(channels, *self.image_size), labels=classes,
+                    image={"size": list(self.image_size), "color": self.color})
+
+    def describe(self, base: Path, task: str) -> DataInfo:
+        return DataInfo(**self._info(self._classes(base)[1]))
+
+    def load(self, base: Path, task: str) -> RawData:
+        from PIL import Image, UnidentifiedImageError
+
+        root, classes = self._classes(base)
+        xs, ys = [], []
+        for index, name in enumerate(classes):
+            for file in sorted((root / name).iterdir()):
+                if file.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                try:
+                    with Image.open(file) as img:
+                        img = img.convert("L" if self.color == "grayscale" else "RGB")
+                        img = img.resize((self.image_size[1], self.image_size[0]), Image.Resampling.BILINEAR)
+                        arr = np.asarray(img, dtype=np.float32)
+                except (UnidentifiedImageError, OSError) as e:
+                    raise DataError(f"{file}: not a readable image ({e.__class__.__name__})") from None
+                xs.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+                ys.append(index)
+        if not xs:
+            raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root}", "path")
+        return RawData(**self._info(classes), x=np.stack(xs), y=np.array(ys, dtype=np.int64))
+
+
+DataSource = Annotated[Union[BuiltinSource, CsvSource, ParquetSource, NpzSource, ImageFolderSource], Field(discriminator="type")]

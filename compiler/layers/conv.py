@@ -1,0 +1,148 @@
+"""Convolutions and pooling over 1-D (C, L) and 2-D (C, H, W) inputs."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import model_validator
+
+from ..base import NonNegativeInt, PositiveInt, Shape, shape_str
+from ..errors import ShapeError
+from .base import InitSpec, LayerBase, ParamLayer, conv_out, expect_rank, pair
+
+IntOrPair = PositiveInt | tuple[PositiveInt, PositiveInt]
+IntOrPair0 = NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt]
+
+
+def _spatial(in_shape, kernel, stride, padding, dilation, dims, what):
+    sizes = []
+    for i in range(dims):
+        k, s, p, d = (v[i] if dims == 2 else v for v in (kernel, stride, padding, dilation))
+        out = conv_out(in_shape[1 + i], k, s, p, d)
+        if out < 1:
+            raise ShapeError(f"{what} of size {kernel} does not fit input {shape_str(in_shape)}")
+        sizes.append(out)
+    return tuple(sizes)
+
+
+class _Conv(ParamLayer):
+    out_channels: PositiveInt
+    stride: IntOrPair = 1
+    padding: IntOrPair0 = 0
+    dilation: IntOrPair = 1
+    groups: PositiveInt = 1
+    bias: bool = True
+
+    def _norm(self, v):
+        return pair(v) if self._dims == 2 else v
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        expect_rank(in_shape, (self._dims + 1,), self._layout)
+        if in_shape[0] % self.groups or self.out_channels % self.groups:
+            raise ShapeError(f"groups={self.groups} must divide in_channels={in_shape[0]} and out_channels={self.out_channels}")
+        n = self._norm
+        return (self.out_channels, *_spatial(in_shape, n(self.kernel_size), n(self.stride), n(self.padding), n(self.dilation), self._dims, "kernel"))
+
+    def build(self, in_shape: Shape, init: InitSpec | None = None):
+        import torch.nn as nn
+
+        cls = nn.Conv1d if self._dims == 1 else nn.Conv2d
+        module = cls(in_shape[0], self.out_channels, self.kernel_size, self.stride, self.padding, self.dilation, self.groups, self.bias)
+        return self.initialised(module, init)
+
+
+class Conv1dSpec(_Conv):
+    """1-D convolution over (channels, length)."""
+
+    type: Literal["conv1d"]
+    kernel_size: PositiveInt
+    stride: PositiveInt = 1
+    padding: NonNegativeInt = 0
+    dilation: PositiveInt = 1
+    _dims: ClassVar[int] = 1
+    _layout: ClassVar[str] = "(C, L)"
+
+
+class Conv2dSpec(_Conv):
+    """2-D convolution over (channels, height, width)."""
+
+    type: Literal["conv2d"]
+    kernel_size: IntOrPair
+    _dims: ClassVar[int] = 2
+    _layout: ClassVar[str] = "(C, H, W)"
+
+
+class _Pool(LayerBase):
+    kernel_size: IntOrPair
+    stride: IntOrPair | None = None  # PyTorch's default: the kernel size
+    padding: IntOrPair0 = 0
+
+    @model_validator(mode="after")
+    def _padding_fits(self):
+        for k, p in zip(pair(self.kernel_size), pair(self.padding)):
+            if p > k // 2:
+                raise ValueError(f"padding {self.padding} must be at most half the kernel size {self.kernel_size}")
+        return self
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        expect_rank(in_shape, (self._dims + 1,), self._layout)
+        n = (lambda v: pair(v)) if self._dims == 2 else (lambda v: v)
+        stride = self.stride if self.stride is not None else self.kernel_size
+        return (in_shape[0], *_spatial(in_shape, n(self.kernel_size), n(stride), n(self.padding), n(1), self._dims, "pooling window"))
+
+    def build(self, in_shape: Shape, init: InitSpec | None = None):
+        import torch.nn as nn
+
+        cls = getattr(nn, self._module)
+        return cls(self.kernel_size, self.stride, self.padding)
+
+
+class MaxPool1dSpec(_Pool):
+    """Max over windows of (C, L)."""
+
+    type: Literal["max_pool1d"]
+    kernel_size: PositiveInt
+    stride: PositiveInt | None = None
+    padding: NonNegativeInt = 0
+    _dims: ClassVar[int] = 1
+    _layout: ClassVar[str] = "(C, L)"
+    _module: ClassVar[str] = "MaxPool1d"
+
+
+class AvgPool1dSpec(MaxPool1dSpec):
+    """Mean over windows of (C, L)."""
+
+    type: Literal["avg_pool1d"]
+    _module: ClassVar[str] = "AvgPool1d"
+
+
+class MaxPool2dSpec(_Pool):
+    """Max over windows of (C, H, W)."""
+
+    type: Literal["max_pool2d"]
+    _dims: ClassVar[int] = 2
+    _layout: ClassVar[str] = "(C, H, W)"
+    _module: ClassVar[str] = "MaxPool2d"
+
+
+class AvgPool2dSpec(MaxPool2dSpec):
+    """Mean over windows of (C, H, W)."""
+
+    type: Literal["avg_pool2d"]
+    _module: ClassVar[str] = "AvgPool2d"
+
+
+class GlobalAvgPoolSpec(LayerBase):
+    """Mean over every axis after the channels: (C, ...) -> (C,)."""
+
+    type: Literal["global_avg_pool"]
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        expect_rank(in_shape, (2, 3), "(C, L) or (C, H, W)")
+        return (in_shape[0],)
+
+    def build(self, in_shape: Shape, init: InitSpec | None = None):
+        import torch.nn as nn
+
+        pool = nn.AdaptiveAvgPool1d(1) if len(in_shape) == 2 else nn.AdaptiveAvgPool2d(1)
+        return nn.Sequential(pool, nn.Flatten())

@@ -1,0 +1,90 @@
+"""Rules across fields, checked once every field is valid on its own: shapes, task, loss, monitors."""
+
+from __future__ import annotations
+
+import math
+
+from .base import shape_str
+from .data import BuiltinSource, DataInfo
+from .errors import ShapeError, did_you_mean
+from .layers import chain_shapes
+from .metrics import monitors
+from .spec import Spec
+
+_LOSS_TASK = {"cross_entropy": "classification", "bce": "binary", "mse": "regression", "l1": "regression", "huber": "regression"}
+
+
+def input_shape(spec: Spec, info: DataInfo) -> tuple[int, ...]:
+    """The per-sample shape the first layer sees."""
+    return tuple(spec.model.input.shape) if spec.model.input.shape else tuple(info.shape)
+
+
+def check_rules(spec: Spec, info: DataInfo) -> list[tuple]:
+    """Every cross-field problem as (path, message, layer_type or None)."""
+    out: list[tuple] = []
+    task, tr = spec.task, spec.training
+
+    shape = input_shape(spec, info)
+    if math.prod(shape) != math.prod(info.shape):
+        out.append((("model", "input", "shape"), f"the data's samples have shape {shape_str(info.shape)} "
+                    f"({math.prod(info.shape)} values), which cannot be reshaped to {shape_str(shape)}", None))
+    else:
+        try:
+            final = chain_shapes(spec.model.layers, shape, ("model", "layers"))
+        except ShapeError as e:
+            out.append((e.path, e.message, e.layer_type))
+        else:
+            last = ("model", "layers", len(spec.model.layers) - 1)
+            want = {"classification": len(info.labels or []), "binary": 1, "regression": len(info.targets or [])}[task]
+            if len(final) != 1:
+                out.append((last, f"the network must end in a flat (outputs,) shape, got {shape_str(final)}; add a flatten layer", None))
+            elif final[0] != want:
+                what = {"classification": f"one per class ({want} classes)", "binary": "one logit for the positive class",
+                        "regression": f"one per target ({want})"}[task]
+                out.append((last, f"the network ends with {final[0]} outputs, but a {task} task needs {want}: {what}", None))
+
+    if task in ("classification", "binary"):
+        n = len(info.labels or [])
+        if info.labels is None:
+            out.append((("task",), f"{task} needs class labels, but data.source gives regression targets; use task: regression", None))
+        elif n < 2:
+            out.append((("data", "source"), f"the data has only one class ({', '.join(info.labels)}); a classifier needs at least two", None))
+        elif task == "binary" and n != 2:
+            out.append((("task",), f"a binary task needs exactly two classes, the data has {n}; use task: classification", None))
+    elif info.labels is not None and info.targets is None:
+        out.append((("task",), "regression needs numeric targets, but data.source gives class labels", None))
+
+    loss_task = _LOSS_TASK[tr.loss.type]
+    if loss_task != task:
+        right = [k for k, v in _LOSS_TASK.items() if v == task]
+        out.append((("training", "loss", "type"), f"loss '{tr.loss.type}' is for {loss_task} tasks; a {task} task uses {' or '.join(right)}", None))
+    weights = getattr(tr.loss, "class_weights", None)
+    if isinstance(weights, list) and info.labels and len(weights) != len(info.labels):
+        out.append((("training", "loss", "class_weights"), f"needs one weight per class ({len(info.labels)}), got {len(weights)}", None))
+
+    valid = monitors(task)
+    watched = []
+    if tr.scheduler is not None and tr.scheduler.type == "plateau":
+        watched.append((("training", "scheduler", "monitor"), tr.scheduler.monitor))
+    if tr.early_stopping is not None:
+        watched.append((("training", "early_stopping", "monitor"), tr.early_stopping.monitor))
+    for path, name in watched:
+        if name not in valid:
+            out.append((path, f"unknown metric '{name}' for a {task} task{did_you_mean(name, valid)}; valid: {', '.join(valid)}", None))
+    if watched and spec.data.split.validation == 0:
+        out.append((("data", "split", "validation"), "monitoring a validation metric needs a validation split > 0", None))
+
+    if tr.scheduler is not None and tr.scheduler.warmup_epochs >= tr.epochs:
+        out.append((("training", "scheduler", "warmup_epochs"), f"must be less than training.epochs ({tr.epochs})", None))
+    if spec.data.split.stratify and task == "regression":
+        out.append((("data", "split", "stratify"), "stratified splits need class labels; regression targets cannot be stratified", None))
+    if spec.data.preprocessing.normalize_target and task != "regression":
+        out.append((("data", "preprocessing", "normalize_target"), "only regression targets can be normalized", None))
+    for i, aug in enumerate(tr.augmentation):
+        if aug.needs_image and len(shape) != 3:
+            out.append((("training", "augmentation", i), f"{aug.type} needs image inputs (C, H, W), the model's input is {shape_str(shape)}", None))
+    if isinstance(spec.data.source, BuiltinSource) and spec.data.source.name == "mnist1d" and "test" in spec.data.split.model_fields_set:
+        out.append((("data", "split", "test"), "mnist1d brings its own test set (1000 samples); remove split.test", None))
+    if tr.precision == "fp16" and tr.device in ("cpu", "mps"):
+        out.append((("training", "precision"), f"fp16 autocast needs a CUDA device, training.device is '{tr.device}'; use bf16 or fp32", None))
+    return out

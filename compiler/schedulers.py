@@ -1,0 +1,176 @@
+"""Learning-rate schedule specs. Durations are in epochs; schedules start after `warmup_epochs`."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Union
+
+from pydantic import Field, model_validator
+
+from .base import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, StrictModel
+
+Monitor = str  # checked against the task's metrics by the cross-field rules
+
+
+class LRSchedule:
+    """A torch scheduler plus linear warmup; the loop calls step_batch after every optimizer step
+    and step_epoch after every validation."""
+
+    def __init__(self, optimizer, main, warmup_steps: int, per_batch: bool):
+        self.optimizer, self.main, self.warmup_steps, self.per_batch = optimizer, main, warmup_steps, per_batch
+        self.base = [g["lr"] for g in optimizer.param_groups]  # the main schedule's first lr
+        self.t = 0
+        self._warm()
+
+    def _warm(self):
+        if self.t < self.warmup_steps:  # step t uses base * (t + 1) / warmup_steps
+            for g, base in zip(self.optimizer.param_groups, self.base):
+                g["lr"] = base * (self.t + 1) / self.warmup_steps
+
+    def step_batch(self):
+        """After each optimizer step."""
+        self.t += 1
+        if self.t < self.warmup_steps:
+            self._warm()
+        elif self.t == self.warmup_steps:
+            for g, base in zip(self.optimizer.param_groups, self.base):
+                g["lr"] = base
+        elif self.per_batch:
+            self.main.step()
+
+    def step_epoch(self, metrics: dict[str, float]):
+        """After each epoch's validation; only plateau listens."""
+        if not self.per_batch and self.t >= self.warmup_steps:
+            self.main.step(metrics[self.main.monitor])
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume."""
+        return {"t": self.t, "base": self.base, "main": self.main.state_dict()}
+
+    def load_state_dict(self, state: dict):
+        """Restore from state_dict()."""
+        self.t, self.base = state["t"], state["base"]
+        self.main.load_state_dict(state["main"])
+
+
+class _Scheduler(StrictModel):
+    warmup_epochs: NonNegativeInt = 0
+    per_batch: ClassVar[bool] = True
+
+    def _main(self, optimizer, steps_per_epoch: int, epochs: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def build(self, optimizer, steps_per_epoch: int, epochs: int) -> LRSchedule:
+        """The schedule for this optimizer, counting steps_per_epoch optimizer steps per epoch."""
+        main = self._main(optimizer, steps_per_epoch, max(epochs - self.warmup_epochs, 1))
+        return LRSchedule(optimizer, main, self.warmup_epochs * steps_per_epoch, self.per_batch)
+
+
+class StepSpec(_Scheduler):
+    """Multiply the lr by gamma every step_size epochs."""
+
+    type: Literal["step"]
+    step_size: PositiveInt
+    gamma: PositiveFloat = 0.1
+
+    def _main(self, optimizer, spe, epochs):
+        from torch.optim.lr_scheduler import StepLR
+
+        return StepLR(optimizer, self.step_size * spe, self.gamma)
+
+
+class MultistepSpec(_Scheduler):
+    """Multiply the lr by gamma at each milestone epoch (counted from the start of training)."""
+
+    type: Literal["multistep"]
+    milestones: list[PositiveInt] = Field(min_length=1)
+    gamma: PositiveFloat = 0.1
+
+    @model_validator(mode="after")
+    def _increasing(self):
+        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
+            raise ValueError(f"milestones must be strictly increasing, got {self.milestones}")
+        if self.milestones[0] <= self.warmup_epochs:
+            raise ValueError(f"milestones must come after warmup_epochs={self.warmup_epochs}")
+        return self
+
+    def _main(self, optimizer, spe, epochs):
+        from torch.optim.lr_scheduler import MultiStepLR
+
+        return MultiStepLR(optimizer, [(m - self.warmup_epochs) * spe for m in self.milestones], self.gamma)
+
+
+class ExponentialSpec(_Scheduler):
+    """Multiply the lr by gamma every epoch (smoothly, per step)."""
+
+    type: Literal["exponential"]
+    gamma: PositiveFloat
+
+    def _main(self, optimizer, spe, epochs):
+        from torch.optim.lr_scheduler import ExponentialLR
+
+        return ExponentialLR(optimizer, self.gamma ** (1.0 / spe))
+
+
+class PlateauSpec(_Scheduler):
+    """Multiply the lr by factor when the monitored validation metric stops improving."""
+
+    type: Literal["plateau"]
+    monitor: Monitor = "val_loss"
+    factor: Probability = 0.1
+    patience: NonNegativeInt = 10
+    min_lr: NonNegativeFloat = 0.0
+    per_batch: ClassVar[bool] = False
+
+    def _main(self, optimizer, spe, epochs):
+        from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+        from .metrics import metric_mode
+
+        main = ReduceLROnPlateau(optimizer, mode=metric_mode(self.monitor), factor=self.factor, patience=self.patience, min_lr=self.min_lr)
+        main.monitor = self.monitor
+        return main
+
+
+class CosineSpec(_Scheduler):
+    """Cosine decay from the lr to eta_min over the remaining epochs."""
+
+    type: Literal["cosine"]
+    eta_min: NonNegativeFloat = 0.0
+
+    def _main(self, optimizer, spe, epochs):
+        from torch.optim.lr_scheduler import CosineAnnealingLR
+
+        return CosineAnnealingLR(optimizer, epochs * spe, self.eta_min)
+
+
+class CosineRestartsSpec(_Scheduler):
+    """Cosine decay restarted every t_0 epochs, the period growing by t_mult."""
+
+    type: Literal["cosine_restarts"]
+    t_0: PositiveInt
+    t_mult: PositiveInt = 1
+    eta_min: NonNegativeFloat = 0.0
+
+    def _main(self, optimizer, spe, epochs):
+        from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
+
+        return CosineAnnealingWarmRestarts(optimizer, self.t_0 * spe, self.t_mult, self.eta_min)
+
+
+class OneCycleSpec(_Scheduler):
+    """Ramp up to max_lr then anneal (Smith's one-cycle policy)."""
+
+    type: Literal["one_cycle"]
+    max_lr: PositiveFloat
+    pct_start: Probability = 0.3
+
+    def _main(self, optimizer, spe, epochs):
+        from torch.optim.lr_scheduler import OneCycleLR
+
+        return OneCycleLR(optimizer, self.max_lr, total_steps=epochs * spe + 1, pct_start=self.pct_start)
+
+
+SchedulerSpec = Annotated[
+    Union[StepSpec, MultistepSpec, ExponentialSpec, PlateauSpec, CosineSpec, CosineRestartsSpec, OneCycleSpec],
+    Field(discriminator="type"),
+]

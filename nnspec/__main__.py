@@ -1,0 +1,5 @@
+"""`python -m nnspec` (used by torchrun) runs the CLI."""
+
+from nnspec.cli import main
+
+main()
