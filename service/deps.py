@@ -1,0 +1,71 @@
+"""FastAPI dependencies: the app state, the API key check and model leases."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated, AsyncIterator
+
+from fastapi import Depends, Request
+
+from .errors import ApiError
+from .metrics import Metrics
+from .settings import Settings
+from .store import ModelLease, ModelStore
+
+MODEL_SCOPE_KEY = "nnspec.model"  # (name, version) for the metrics middleware
+
+
+@dataclass
+class ServingState:
+    """What the routes need, built by the app's lifespan."""
+
+    settings: Settings
+    store: ModelStore
+    metrics: Metrics
+    api_key: str | None
+
+
+def get_state(request: Request) -> ServingState:
+    """The app's serving state."""
+    return request.app.state.serving
+
+
+State = Annotated[ServingState, Depends(get_state)]
+
+
+async def require_api_key(request: Request, state: State) -> None:
+    """With an API key configured, demand `Authorization: Bearer <key>`."""
+    if state.api_key is None:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), state.api_key.encode()):
+        raise ApiError(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
+
+
+def _acquire(request: Request, state: ServingState, name: str, version: str | None) -> ModelLease:
+    lease = state.store.acquire(name, version)
+    request.scope[MODEL_SCOPE_KEY] = (name, str(lease.version))
+    return lease
+
+
+async def latest_model(request: Request, name: str, state: State) -> AsyncIterator[ModelLease]:
+    """Lease the latest loaded version of model `name` for this request."""
+    lease = _acquire(request, state, name, None)
+    try:
+        yield lease
+    finally:
+        lease.release()
+
+
+async def versioned_model(request: Request, name: str, version: str, state: State) -> AsyncIterator[ModelLease]:
+    """Lease version `version` of model `name` for this request."""
+    lease = _acquire(request, state, name, version)
+    try:
+        yield lease
+    finally:
+        lease.release()
+
+
+LatestModel = Annotated[ModelLease, Depends(latest_model)]
+VersionedModel = Annotated[ModelLease, Depends(versioned_model)]

@@ -1,0 +1,108 @@
+"""KServe V1 / TF-Serving style endpoints: `{"instances": [...]}` in, `{"predictions": [...]}` out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Depends, File, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from nnspec.runtime.repository import RepositoryError, check_name
+from nnspec.runtime.session import InputError, ModelSession
+
+from .deps import LatestModel, State, VersionedModel, require_api_key
+from .errors import ApiError
+from .schemas import ErrorResponse, ModelInfo, ModelList, PredictRequest, PredictResponse, json_body
+from .store import ModelLease
+
+router = APIRouter(tags=["KServe V1"], dependencies=[Depends(require_api_key)],
+                   responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 503)})
+
+_OFFLOAD_BYTES = 256 * 1024  # parse big bodies in a worker thread, keeping the event loop free
+
+
+def json_response(content: object, headers: dict[str, str] | None = None) -> Response:
+    """orjson-encoded JSON (numpy arrays and scalars allowed)."""
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+                    media_type="application/json", headers=headers)
+
+
+def _decode_instances(body: bytes, session: ModelSession, max_instances: int) -> np.ndarray:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "request body is not valid JSON") from None
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise ApiError(422, 'expected a JSON object {"instances": [...]}')
+    instances = payload["instances"]
+    if isinstance(instances, list) and len(instances) > max_instances:
+        raise ApiError(413, f"too many instances: {len(instances)} > {max_instances}")
+    try:
+        return session.encode_instances(instances)
+    except InputError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
+async def _predict(request: Request, lease: ModelLease, state: State) -> Response:
+    body = await request.body()
+    args = (body, lease.session, state.settings.max_instances)
+    x = await run_in_threadpool(_decode_instances, *args) if len(body) > _OFFLOAD_BYTES else _decode_instances(*args)
+    predictions = lease.session.format_predictions(await lease.infer(x))
+    return json_response({"predictions": predictions}, {"x-model-version": str(lease.version)})
+
+
+@router.post("/v1/models/{name}:predict", response_model=PredictResponse, openapi_extra=json_body(PredictRequest),
+             summary="Predict with the latest version")
+async def predict(request: Request, lease: LatestModel, state: State) -> Response:
+    """Instances are nested arrays of the input shape, or objects of named features for tables."""
+    return await _predict(request, lease, state)
+
+
+@router.post("/v1/models/{name}/versions/{version}:predict", response_model=PredictResponse,
+             openapi_extra=json_body(PredictRequest), summary="Predict with one version")
+async def predict_version(request: Request, lease: VersionedModel, state: State) -> Response:
+    """Like `:predict`, with a fixed model version."""
+    return await _predict(request, lease, state)
+
+
+@router.post("/v1/models/{name}:classify", response_model=PredictResponse, summary="Classify image files")
+async def classify(lease: LatestModel, state: State,
+                   files: Annotated[list[UploadFile], File(description="image files (PNG, JPEG, ...)")]) -> Response:
+    """Decode, convert and resize each image as the manifest says, then predict."""
+    session = lease.session
+    if not session.image:
+        raise ApiError(400, f"model {session.name!r} does not take images; use :predict")
+    if len(files) > state.settings.max_instances:
+        raise ApiError(413, f"too many files: {len(files)} > {state.settings.max_instances}")
+    images = [await f.read() for f in files]
+    try:
+        x = await run_in_threadpool(session.encode_images, images, "files")
+    except InputError as exc:
+        raise ApiError(422, str(exc)) from None
+    predictions = session.format_predictions(await lease.infer(x))
+    for prediction, upload in zip(predictions, files):
+        prediction["file"] = upload.filename
+    return json_response({"predictions": predictions}, {"x-model-version": str(lease.version)})
+
+
+@router.get("/v1/models", response_model=ModelList, summary="List served models")
+async def list_served(state: State) -> Response:
+    """Names of the loaded models."""
+    return json_response({"models": list(state.store.loaded())})
+
+
+@router.get("/v1/models/{name}", response_model=ModelInfo, summary="Model status and metadata")
+async def model_info(name: str, state: State) -> Response:
+    """Readiness, loaded versions and the latest version's metadata (input, features, labels...)."""
+    try:
+        check_name(name)
+    except RepositoryError as exc:
+        raise ApiError(400, str(exc)) from None
+    sessions = state.store.sessions(name)
+    if not sessions:
+        raise ApiError(404, f"model {name!r} is not loaded")
+    latest = sessions[max(sessions)]
+    return json_response({"name": name, "ready": True, "versions": list(sessions), "metadata": latest.metadata()})
