@@ -39,6 +39,12 @@ def make_client(repo, **settings) -> TestClient:
     return TestClient(create_app(Settings(repository=repo, intra_op_threads=1, **settings)))
 
 
+@pytest.fixture(scope="session")
+def client_for():
+    """`client_for(repo, **settings)`: a TestClient factory (use it as a context manager)."""
+    return make_client
+
+
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     """A running app over a module-private repository with every fixture model."""

@@ -1,0 +1,182 @@
+"""The torch-free CLI commands `serve` and `predict`, added to the main typer app by `register`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
+
+import typer
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def serve(
+    repo: Annotated[Path, typer.Argument(help="model repository (Triton layout)")] = Path("models"),
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="server processes")] = 1,
+    api_key_env: Annotated[Optional[str], typer.Option(help="env var holding the API key")] = None,
+    max_body_mb: Annotated[float, typer.Option(help="request body limit (413 above)")] = 16.0,
+    poll_seconds: Annotated[float, typer.Option(help="rescan the repository every S seconds; 0 = never")] = 0.0,
+    batching: Annotated[bool, typer.Option("--batching/--no-batching", help="dynamic batching")] = True,
+) -> None:
+    """Serve a model repository over HTTP (KServe V1 and Open Inference Protocol V2)."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from nnspec.service.app import create_app
+    from nnspec.service.settings import Settings
+
+    if not repo.is_dir():
+        _fail(f"{repo}: no such model repository")
+    try:
+        settings = Settings(repository=repo.resolve(), api_key_env=api_key_env, max_body_mb=max_body_mb,
+                            poll_seconds=poll_seconds, batching=batching, workers=workers)
+    except ValidationError as exc:
+        _fail(exc.errors()[0]["msg"])
+    if workers == 1:
+        try:
+            app = create_app(settings)
+        except RuntimeError as exc:
+            _fail(str(exc))
+        uvicorn.run(app, host=host, port=port, log_level="info")
+        return
+    # Worker processes build their own app from NNSPEC_* variables.
+    for field, value in settings.model_dump().items():
+        if value is not None:
+            os.environ[f"NNSPEC_{field.upper()}"] = str(value)
+    if api_key_env and not os.environ.get(api_key_env):
+        _fail(f"environment variable {api_key_env} (the API key) is not set")
+    uvicorn.run("nnspec.service.app:create_app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level="info")
+
+
+def _open_session(model: str, repo: Path):
+    from nnspec.runtime.repository import RepositoryError, latest_version, version_dir
+    from nnspec.runtime.session import ModelSession
+
+    path = Path(model)
+    try:
+        if not (path.is_dir() and (path / "nnspec.json").is_file()):
+            name, _, version = model.partition("/")
+            number = version or latest_version(repo, name)
+            if number is None:
+                raise RepositoryError(f"model {name!r} has no version in {repo}")
+            path = version_dir(repo, name, number)
+            if not path.is_dir():
+                raise RepositoryError(f"{path}: no such model version")
+        return ModelSession(path)
+    except ValueError as exc:  # RepositoryError, unloadable model
+        _fail(str(exc))
+
+
+def _csv_instances(file: Path, session) -> list:
+    with file.open(newline="", encoding="utf-8") as handle:
+        if session.features:
+            rows = list(csv.DictReader(handle))
+            instances = []
+            for i, row in enumerate(rows):
+                instance = {}
+                for feature in session.features:
+                    name = feature["name"]
+                    if name not in row:
+                        _fail(f"{file}: no column {name!r} (model features: {[f['name'] for f in session.features]})")
+                    value = row[name]
+                    if feature.get("type") != "categorical":
+                        try:
+                            value = float(value)
+                        except ValueError:
+                            _fail(f"{file}:{i + 2}: column {name!r}: expected a number, got {value!r}")
+                    instance[name] = value
+                instances.append(instance)
+            return instances
+        rows = [row for row in csv.reader(handle) if row]
+    try:
+        return [[float(v) for v in row] for row in rows]
+    except ValueError:
+        try:  # a header row
+            return [[float(v) for v in row] for row in rows[1:]]
+        except ValueError as exc:
+            _fail(f"{file}: expected numeric rows ({exc})")
+
+
+def _read_inputs(files: list[Path], session):
+    import numpy as np
+
+    from nnspec.runtime.session import InputError
+
+    batches, names = [], []
+    images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+    try:
+        if images:
+            batches.append(session.encode_images([f.read_bytes() for f in images]))
+            names += [str(f) for f in images]
+        for file in files:
+            suffix = file.suffix.lower()
+            if suffix in IMAGE_SUFFIXES:
+                continue
+            if suffix == ".npy":
+                x = np.load(file, allow_pickle=False)
+                x = x[None] if x.shape == session.input_shape else x
+                batches.append(session.check_batch(x, str(file)))
+            elif suffix == ".json":
+                payload = json.loads(file.read_text(encoding="utf-8"))
+                instances = payload.get("instances") if isinstance(payload, dict) else payload
+                batches.append(session.encode_instances(instances, f"{file}:instances"))
+            elif suffix == ".csv":
+                batches.append(session.encode_instances(_csv_instances(file, session), str(file)))
+            else:
+                _fail(f"{file}: unsupported input (use .csv, .npy, .json or an image)")
+            names += [f"{file}[{i}]" for i in range(len(batches[-1]))]
+    except InputError as exc:
+        _fail(str(exc))
+    except (OSError, ValueError) as exc:  # unreadable file, bad JSON, bad .npy
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return np.concatenate(batches), names
+
+
+def predict(
+    model: Annotated[str, typer.Argument(help="NAME[/VERSION] in --repo, or a model version folder")],
+    inputs: Annotated[list[Path], typer.Argument(help=".csv (named feature columns), .npy, .json or images")],
+    repo: Annotated[Path, typer.Option(help="model repository")] = Path("models"),
+    as_json: Annotated[bool, typer.Option("--json", help='print {"predictions": [...]}')] = False,
+) -> None:
+    """Predict with an exported model, without a server (and without torch)."""
+    session = _open_session(model, repo)
+    x, names = _read_inputs(inputs, session)
+    predictions = session.format_predictions(session.run(x))
+    if as_json:
+        typer.echo(json.dumps({"predictions": predictions}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{session.name} v{session.version}")
+    table.add_column("input")
+    if session.is_classifier:
+        table.add_column("label")
+        table.add_column("probability", justify="right")
+        for name, p in zip(names, predictions):
+            table.add_row(name, p["label"], f"{p['probabilities'][p['label']]:.4f}")
+    else:
+        targets = list(predictions[0]["values"])
+        for target in targets:
+            table.add_column(target, justify="right")
+        for name, p in zip(names, predictions):
+            table.add_row(name, *(f"{p['values'][t]:.6g}" for t in targets))
+    Console(file=sys.stdout).print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` and `predict` to a typer app."""
+    app.command("serve")(serve)
+    app.command("predict")(predict)
