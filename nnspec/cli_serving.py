@@ -119,7 +119,7 @@ def _read_inputs(files: list[Path], session):
     try:
         if images:
             batches.append(session.encode_images([f.read_bytes() for f in images]))
-            names += [str(f) for f in images]
+            names += [f.name for f in images]
         for file in files:
             suffix = file.suffix.lower()
             if suffix in IMAGE_SUFFIXES:
@@ -136,7 +136,7 @@ def _read_inputs(files: list[Path], session):
                 batches.append(session.encode_instances(_csv_instances(file, session), str(file)))
             else:
                 _fail(f"{file}: unsupported input (use .csv, .npy, .json or an image)")
-            names += [f"{file}[{i}]" for i in range(len(batches[-1]))]
+            names += [f"{file.name}[{i}]" for i in range(len(batches[-1]))]
     except InputError as exc:
         _fail(str(exc))
     except (OSError, ValueError) as exc:  # unreadable file, bad JSON, bad .npy

@@ -1,0 +1,113 @@
+"""A real `serve` process on 127.0.0.1: V1 over HTTP, V2 JSON and binary via tritonclient.http."""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "onnx_fixtures", Path(__file__).parents[1] / "service" / "onnx_fixtures.py")
+fx = sys.modules.setdefault("onnx_fixtures", importlib.util.module_from_spec(_spec))
+if not hasattr(fx, "build_repo"):
+    _spec.loader.exec_module(fx)
+
+# The CLI as users get it once `nnspec.cli` registers these commands.
+CLI = ("import typer; from nnspec.cli_serving import register; app = typer.Typer(); "
+       "register(app); app()")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    repo = fx.build_repo(tmp_path_factory.mktemp("models"), names=("iris", "credit"))
+    port = free_port()
+    env = os.environ | {"E2E_KEY": "k3y"}
+    proc = subprocess.Popen([sys.executable, "-c", CLI, "serve", str(repo), "--port", str(port),
+                             "--api-key-env", "E2E_KEY"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+            assert proc.poll() is None, proc.stdout.read().decode()
+        yield url, port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_v1_over_http(server):
+    url, _ = server
+    auth = {"Authorization": "Bearer k3y"}
+    r = httpx.post(f"{url}/v1/models/credit:predict", headers=auth,
+                   json={"instances": [{"age": 40, "color": "green", "income": 3}]})
+    assert r.status_code == 200 and r.json()["predictions"][0]["label"] in ("no", "yes")
+    assert httpx.post(f"{url}/v1/models/credit:predict", json={"instances": [[1]]}).status_code == 401
+    bad = httpx.post(f"{url}/v1/models/credit:predict", headers=auth, json={"instances": [{"age": 1}]})
+    assert bad.status_code == 422 and "instances[0]" in bad.json()["error"]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_v2_with_tritonclient(server, binary):
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    _, port = server
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    auth = {"Authorization": "Bearer k3y"}
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("iris")
+    assert client.get_model_metadata("iris", headers=auth)["inputs"][0]["shape"] == [-1, 4]
+    assert client.get_model_config("iris", headers=auth)["max_batch_size"] == 64
+    x = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
+    tensor = triton.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=binary)
+    outputs = None if binary else [triton.InferRequestedOutput(n, binary_data=False)
+                                   for n in ("probabilities", "class_index")]
+    result = client.infer("iris", [tensor], outputs=outputs, request_id="e2e", headers=auth)
+    ref = fx.reference("iris", x)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), ref["probabilities"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(result.as_numpy("class_index"), ref["class_index"])
+    assert result.get_response()["id"] == "e2e"
+    assert [m["name"] for m in client.get_model_repository_index(headers=auth)] == ["credit", "iris"]
+    with pytest.raises(InferenceServerException, match="not loaded"):
+        client.infer("ghost", [tensor], headers=auth)
+    with pytest.raises(InferenceServerException, match="API key"):
+        client.infer("iris", [tensor])
+
+
+def test_cli_predict_json_csv_npy(tmp_path):
+    repo = fx.build_repo(tmp_path / "models", names=("iris", "credit"))
+    run = lambda *args: subprocess.run([sys.executable, "-c", CLI, "predict", *args], capture_output=True,
+                                       text=True, timeout=60)
+    (tmp_path / "x.json").write_text(json.dumps({"instances": [[1, 2, 3, 4]]}))
+    np.save(tmp_path / "x.npy", np.ones((2, 4), np.float32))
+    out = run("iris", str(tmp_path / "x.json"), str(tmp_path / "x.npy"), "--repo", str(repo), "--json")
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)["predictions"]) == 3
+    (tmp_path / "t.csv").write_text("income,age,color,target\n3,40,green,1\n1,20,red,0\n")
+    table = run(str(repo / "credit" / "1"), str(tmp_path / "t.csv"))
+    assert table.returncode == 0 and "t.csv[1]" in table.stdout and "probability" in table.stdout
+    (tmp_path / "bad.csv").write_text("income,age,color\nx,40,green\n")
+    bad = run("credit/1", str(tmp_path / "bad.csv"), "--repo", str(repo))
+    assert bad.returncode == 2 and "expected a number" in bad.stderr and "Traceback" not in bad.stderr
+    missing = run("nope", str(tmp_path / "x.json"), "--repo", str(repo))
+    assert missing.returncode == 2 and "no version" in missing.stderr
+    shape = run("iris", str(tmp_path / "t.csv"), "--repo", str(repo))
+    assert shape.returncode == 2 and "Traceback" not in shape.stderr
