@@ -87,16 +87,10 @@ def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Writ
 
 def main() -> None:
     """Console-script entry point."""
-    try:
-        from nnspec import cli_training  # noqa: F401  (registers train, evaluate, export)
-    except ImportError:
-        pass
-    try:
-        from nnspec.cli_serving import register
-    except ImportError:
-        pass
-    else:
-        register(app)
+    from nnspec import cli_training  # noqa: F401  (registers train, evaluate, export; torch loads only inside them)
+    from nnspec.cli_serving import register
+
+    register(app)
     app()
 
 

@@ -1,0 +1,153 @@
+"""CLI commands that need torch: train, evaluate, export (torch is imported inside each command)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from nnspec.cli import app, fail
+from nnspec.compiler.errors import SpecError
+
+
+def _errors():
+    """The exceptions that end a command with a one-line message instead of a traceback."""
+    from nnspec.compiler.data import DataError
+
+    return (SpecError, DataError, RuntimeError, FileNotFoundError)
+
+
+def _progress(quiet: bool):
+    """A live epoch bar on stderr (loss, validation metric, lr, time left), or nothing."""
+    if quiet or int(os.environ.get("RANK", "0")) != 0:
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"),
+                        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+    task = progress.add_task("train", total=None, stats="")
+
+    def on_epoch(row: dict, epochs: int) -> None:
+        metric = next((k for k in ("val_accuracy", "val_rmse", "val_loss") if k in row), None)
+        stats = f"loss {row['train_loss']:.4f}" + (f"  {metric} {row[metric]:.4f}" if metric else "") + f"  lr {row['lr']:.2e}"
+        progress.update(task, total=epochs, completed=row["epoch"], stats=stats)
+
+    return progress, on_epoch
+
+
+def print_metrics(summary: dict) -> None:
+    """A table of the validation and test metrics."""
+    from rich.console import Console
+    from rich.table import Table
+
+    names = list(dict.fromkeys(k for split in ("validation", "test") for k in summary.get(split, {})))
+    table = Table(title=f"{summary['name']}: {summary['epochs_run']} epochs, {summary['seconds']:.1f} s on {summary['device']}")
+    table.add_column("split")
+    for name in names:
+        table.add_column(name, justify="right")
+    for split in ("validation", "test"):
+        if summary.get(split):
+            table.add_row(split, *[f"{summary[split][n]:.4f}" if n in summary[split] else "" for n in names])
+    Console().print(table)
+
+
+@app.command()
+def train(
+    spec: Annotated[Optional[Path], typer.Argument(help="Spec file (optional with --resume).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override PATH=VALUE, validated like the file.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (overrides training.device).")] = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run directories go.")] = Path("runs"),
+    repo: Annotated[Path, typer.Option("--repo", help="Model repository to export into.")] = Path("models"),
+    no_export: Annotated[bool, typer.Option("--no-export", help="Skip the ONNX export.")] = False,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue a run from its last checkpoint.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train a spec, write its run directory and export it to the model repository."""
+    from nnspec.compiler import load_spec
+    from nnspec.runtime.train import TrainingInterrupted
+    from nnspec.runtime.train import train as run_training
+
+    overrides = list(set_ or [])
+    if device is not None:
+        overrides.append(f"training.device={device}")
+    try:
+        if resume is not None:
+            if overrides:
+                fail("--set and --device cannot change a resumed run; its spec is fixed in its run directory")
+            parsed = load_spec(resume / "spec.yaml")
+        elif spec is None:
+            fail("give a SPEC file, or --resume RUN_DIR")
+        else:
+            parsed = load_spec(spec, overrides)
+        progress, on_epoch = _progress(quiet or as_json)
+        try:
+            if progress:
+                progress.start()
+            result = run_training(parsed, runs_dir=runs_dir, resume=resume, on_epoch=on_epoch)
+        finally:
+            if progress:
+                progress.stop()
+        if int(os.environ.get("RANK", "0")) != 0:
+            return
+        summary = dict(result.summary)
+        if not no_export:
+            from nnspec.runtime.export import export_run
+
+            exported = export_run(result.run_dir, repo)
+            summary["export"] = {"path": str(exported.path), "version": exported.version, "parity": exported.parity}
+    except TrainingInterrupted as e:
+        fail(f"interrupted after epoch {e.epoch}; resume with: nnspec train --resume {e.run_dir}", 130)
+    except _errors() as e:
+        fail(str(e) if isinstance(e, SpecError) else f"error: {e}")
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    print_metrics(summary)
+    typer.echo(f"run directory: {summary['run_dir']}")
+    if "export" in summary:
+        typer.echo(f"model: {summary['export']['path']} (version {summary['export']['version']})")
+
+
+@app.command()
+def evaluate(
+    run_dir: Path,
+    split: Annotated[str, typer.Option(help="validation or test.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Metrics of a run's best (else last) weights on one split."""
+    if split not in ("validation", "test"):
+        fail(f"--split must be validation or test, got '{split}'")
+    from nnspec.runtime.evaluate import evaluate_run
+
+    try:
+        metrics = evaluate_run(run_dir, split)
+    except _errors() as e:
+        fail(str(e) if isinstance(e, SpecError) else f"error: {e}")
+    if as_json:
+        typer.echo(json.dumps({"split": split, "metrics": metrics}))
+        return
+    for name, value in metrics.items():
+        typer.echo(f"{split} {name}: {value:.4f}")
+
+
+@app.command()
+def export(
+    run_dir: Path,
+    repo: Annotated[Path, typer.Option("--repo", help="Model repository.")] = Path("models"),
+    version: Annotated[Optional[int], typer.Option("--version", help="Version number (default: the next one).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing version.")] = False,
+) -> None:
+    """Export a run to ONNX (preprocessing inside), check parity, and publish it to the repository."""
+    from nnspec.runtime.export import export_run
+
+    try:
+        exported = export_run(run_dir, repo, version=version, overwrite=overwrite)
+    except _errors() + (ValueError,) as e:
+        fail(str(e) if isinstance(e, SpecError) else f"error: {e}")
+    worst = max(exported.parity.values()) if exported.parity else 0.0
+    typer.echo(f"exported {exported.path} (version {exported.version}; parity max |diff| {worst:.2e})")

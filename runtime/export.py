@@ -1,0 +1,205 @@
+"""Export a run to ONNX with its preprocessing inside, check parity against PyTorch, and publish it
+as a new version in the Triton-layout model repository."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+import nnspec
+from nnspec.compiler.compile import compile_model, summarize
+from nnspec.compiler.data import DataInfo
+from nnspec.compiler.rules import input_shape
+from nnspec.compiler.spec import Spec
+
+from .checkpoint import load_checkpoint
+from .repository import publish_version, write_config_pbtxt
+from .rundir import load_run, spec_hash
+
+PARITY_BATCHES = (1, 7, 64)
+
+
+class ExportError(RuntimeError):
+    """Export failed (e.g. ONNX and PyTorch disagree); the message names the output and the difference."""
+
+
+@dataclass
+class Exported:
+    """A published model version."""
+
+    path: Path
+    version: int
+    parity: dict[str, float]  # output name -> max |onnxruntime - torch|
+
+
+class ServingModel(nn.Module):
+    """Raw inputs in, answers out: normalization, reshape, the network, then softmax/sigmoid or de-normalization."""
+
+    def __init__(self, net: nn.Module, task: str, x_shift, x_scale, model_shape, y_shift=None, y_scale=None):
+        super().__init__()
+        self.net, self.task, self.model_shape = net, task, tuple(model_shape)
+        self.register_buffer("x_shift", torch.as_tensor(x_shift, dtype=torch.float32))
+        self.register_buffer("x_scale", torch.as_tensor(x_scale, dtype=torch.float32))
+        self.register_buffer("y_shift", torch.as_tensor(0.0 if y_shift is None else y_shift, dtype=torch.float32))
+        self.register_buffer("y_scale", torch.as_tensor(1.0 if y_scale is None else y_scale, dtype=torch.float32))
+
+    def forward(self, x):
+        z = ((x - self.x_shift) / self.x_scale).reshape(x.shape[0], *self.model_shape)
+        out = self.net(z)
+        if self.task == "regression":
+            return out * self.y_scale + self.y_shift
+        if self.task == "binary":
+            p = torch.sigmoid(out)
+            probs = torch.cat([1 - p, p], dim=1)
+        else:
+            probs = torch.softmax(out, dim=1)
+        return probs, probs.argmax(dim=1)
+
+
+def output_names(task: str) -> list[str]:
+    """The ONNX graph's output names (see docs/ARCHITECTURE.md)."""
+    return ["values"] if task == "regression" else ["probabilities", "class_index"]
+
+
+def serving_model(spec: Spec, info: DataInfo, state: dict) -> ServingModel:
+    """The trained network wrapped with its preprocessing, in eval mode."""
+    net = compile_model(spec, info)
+    net.load_state_dict(state["model"])
+    pre = state["preprocessing"]
+    y = pre.get("y")
+    model = ServingModel(net, spec.task, pre["x"]["shift"], pre["x"]["scale"], input_shape(spec, info),
+                         None if y is None else y["shift"], None if y is None else y["scale"])
+    return model.eval()
+
+
+def to_onnx(model: ServingModel, sample_shape, task: str, opset: int) -> bytes:
+    """Trace to ONNX bytes: one input `input` with a dynamic `batch` axis, named outputs."""
+    import warnings
+
+    names = output_names(task)
+    example = torch.zeros(2, *sample_shape)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model, (example,), buf, input_names=["input"], output_names=names, opset_version=opset,
+                          dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}}, dynamo=False)
+    return buf.getvalue()
+
+
+def check_parity(onnx_bytes: bytes, model: ServingModel, rows: np.ndarray, task: str, atol: float) -> dict[str, float]:
+    """Run the same rows through onnxruntime and torch at several batch sizes; fail beyond atol."""
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(onnx.load_from_string(onnx_bytes), full_check=True)
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    names = output_names(task)
+    worst = {n: 0.0 for n in names}
+    with torch.no_grad():
+        for bs in PARITY_BATCHES:
+            for i in range(0, len(rows), bs):
+                chunk = rows[i : i + bs]
+                ours = model(torch.from_numpy(chunk))
+                ours = [ours] if task == "regression" else list(ours)
+                theirs = session.run(names, {"input": chunk})
+                for name, a, b in zip(names, ours, theirs):
+                    if name == "class_index":  # an argmax flips only on near-ties; count it as a probability gap
+                        continue
+                    worst[name] = max(worst[name], float(np.max(np.abs(a.numpy().astype(np.float64) - b))))
+    if task != "regression":
+        worst.pop("class_index")
+    bad = {n: d for n, d in worst.items() if not d <= atol}
+    if bad:
+        detail = ", ".join(f"output '{n}' max |diff| {d:.3g}" for n, d in bad.items())
+        raise ExportError(f"ONNX and PyTorch disagree beyond export.atol={atol}: {detail}")
+    return worst
+
+
+def manifest_for(spec: Spec, data: dict, summary: dict, versions: dict) -> dict:
+    """The nnspec.json manifest (docs/ARCHITECTURE.md)."""
+    classifier = spec.task != "regression"
+    k = len(data["labels"]) if classifier else None
+    outputs = ([{"name": "probabilities", "dtype": "float32", "shape": [k]}, {"name": "class_index", "dtype": "int64", "shape": []}]
+               if classifier else [{"name": "values", "dtype": "float32", "shape": [len(data["targets"])]}])
+    return {
+        "manifest_version": 1, "name": spec.name, "version": 0, "task": spec.task,
+        "input": {"name": "input", "dtype": "float32", "shape": data["shape"]},
+        "features": data["features"], "image": data["image"],
+        "labels": data["labels"] if classifier else None, "targets": None if classifier else data["targets"],
+        "outputs": outputs,
+        "serving": {"max_batch_size": spec.serving.max_batch_size, "max_queue_delay_ms": spec.serving.max_queue_delay_ms},
+        "metrics": {"validation": summary.get("validation", {}), "test": summary.get("test", {})},
+        "spec_hash": spec_hash(spec), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions,
+    }
+
+
+def model_card(spec: Spec, info: DataInfo, manifest: dict, summary: dict) -> str:
+    """README.md: data, network, training and metrics in a few lines."""
+    table = summarize(spec, info)
+    src = spec.data.source
+    tr = spec.training
+    lines = [
+        f"# {spec.name}", "",
+        f"A {spec.task} model trained by nnspec {nnspec.__version__}.", "",
+        "## Data", "",
+        f"- source: `{src.type}`" + (f" `{src.name}`" if hasattr(src, "name") else f" `{Path(getattr(src, 'path', '')).name}`"),
+        f"- input: raw values of shape {tuple(manifest['input']['shape'])} (normalization `{spec.data.preprocessing.normalize}` is inside the graph)",
+    ]
+    if manifest["labels"]:
+        lines.append(f"- classes: {', '.join(manifest['labels'])}")
+    lines += ["", "## Network", "", f"{len(spec.model.layers)} layers, {table['total_params']:,} parameters: "
+              + " → ".join(layer.type for layer in spec.model.layers), "",
+              "## Training", "",
+              f"{summary.get('epochs_run', '?')} epochs of `{tr.optimizer.type}` (lr {tr.optimizer.lr}) on `{tr.loss.type}`, batch {tr.batch_size}"
+              + (f", `{tr.scheduler.type}` schedule" if tr.scheduler else "") + f", seed {tr.seed}.", "",
+              "## Metrics", "", "| split | " + " | ".join(manifest["metrics"].get("test", {}) or manifest["metrics"].get("validation", {})) + " |"]
+    names = list(manifest["metrics"].get("test", {}) or manifest["metrics"].get("validation", {}))
+    lines.append("|---" * (len(names) + 1) + "|")
+    for split in ("validation", "test"):
+        values = manifest["metrics"].get(split) or {}
+        if values:
+            lines.append(f"| {split} | " + " | ".join(f"{values.get(n, float('nan')):.4f}" for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | None = None, overwrite: bool = False) -> Exported:
+    """Export a run's final weights to models/<name>/<version>/ and refresh models/<name>/config.pbtxt."""
+    import onnx
+    import onnxruntime
+
+    from .evaluate import run_weights
+
+    run_dir = Path(run_dir)
+    spec, data = load_run(run_dir)
+    info = DataInfo(shape=tuple(data["shape"]), labels=data["labels"], targets=data["targets"], features=data["features"], image=data["image"])
+    state = load_checkpoint(run_weights(run_dir, spec))
+    model = serving_model(spec, info, state)
+    onnx_bytes = to_onnx(model, info.shape, spec.task, spec.export.opset)
+    rows = _parity_rows(spec, info, run_dir)
+    parity = check_parity(onnx_bytes, model, rows, spec.task, spec.export.atol)
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    versions = {**summary.get("versions", {}), "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    manifest = manifest_for(spec, data, summary, versions)
+    manifest["parity"] = {"batch_sizes": list(PARITY_BATCHES), "rows": len(rows), "max_abs_diff": parity}
+    files = {"model.onnx": onnx_bytes, "nnspec.json": (json.dumps(manifest, indent=2) + "\n").encode(),
+             "README.md": model_card(spec, info, manifest, summary).encode()}
+    number, path = publish_version(repo, spec.name, files, version=version, overwrite=overwrite)
+    manifest["version"] = number
+    write_config_pbtxt(repo, spec.name, manifest)
+    return Exported(path, number, parity)
+
+
+def _parity_rows(spec: Spec, info: DataInfo, run_dir: Path, limit: int = 1024) -> np.ndarray:
+    """Raw validation rows (up to 1024), in the data's own layout; random rows when the run has none."""
+    from .data import prepare_data
+
+    data = prepare_data(spec, "cpu")
+    rows = data.validation_raw if data.validation_raw is not None else data.raw.x
+    return np.ascontiguousarray(rows[:limit], dtype=np.float32)

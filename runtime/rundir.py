@@ -1,0 +1,136 @@
+"""The run directory runs/<name>/<YYYYmmdd-HHMMSS>/ and everything written into it."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+
+from nnspec.compiler.data import DataInfo
+from nnspec.compiler.spec import Spec
+
+from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+
+def spec_yaml(spec: Spec) -> str:
+    """The resolved spec (every default filled in) as YAML."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False
+    buf = io.StringIO()
+    yaml.dump(spec.model_dump(mode="json"), buf)
+    return buf.getvalue()
+
+
+def spec_hash(spec: Spec) -> str:
+    """sha256 of the resolved spec's canonical JSON."""
+    return "sha256:" + hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def data_info_dict(info: DataInfo) -> dict:
+    """What the export's manifest needs from the data."""
+    return {"shape": list(info.shape), "labels": info.labels, "targets": info.targets, "features": info.features, "image": info.image}
+
+
+def create_run_dir(runs_dir: str | Path, spec: Spec, info: DataInfo) -> Path:
+    """A new, uniquely named run folder holding the resolved spec and the data description."""
+    base = Path(runs_dir) / spec.name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run = base / stamp
+    n = 1
+    while True:
+        try:
+            run.mkdir(parents=True)
+            break
+        except FileExistsError:
+            n += 1
+            run = base / f"{stamp}-{n}"
+    atomic_write_text(run / "spec.yaml", spec_yaml(spec))
+    atomic_write_json(run / "data.json", data_info_dict(info))
+    return run
+
+
+def write_metrics_csv(path: Path, rows: list[dict]) -> None:
+    """One row per epoch; columns are the union of the rows' keys in first-seen order."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _save_figure(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_curves(path: Path, rows: list[dict], metric: str) -> None:
+    """curves.png: loss, the main metric and the learning rate per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], metric, metric)):
+        for split in ("train", "val"):
+            values = [r.get(f"{split}_{key}") for r in rows]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, label=split)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    axes[2].plot(epochs, [r["lr"] for r in rows])
+    axes[2].set_title("learning rate")
+    axes[2].set_xlabel("epoch")
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_confusion(path: Path, true, pred, labels: list[str], title: str) -> None:
+    """confusion.png: counts of true class (rows) against predicted class (columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    k = len(labels)
+    counts = np.zeros((k, k), dtype=int)
+    np.add.at(counts, (np.asarray(true), np.asarray(pred)), 1)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * k, 1 + 0.45 * k))
+    ax.imshow(counts, cmap="Blues")
+    ax.set_xticks(range(k), labels, rotation=90 if k > 4 else 0)
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, counts[i, j], ha="center", va="center", fontsize=8,
+                    color="white" if counts[i, j] > counts.max() / 2 else "black")
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def load_run(run_dir: str | Path) -> tuple[Spec, dict]:
+    """The resolved spec and data description of a run."""
+    from nnspec.compiler import load_spec
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "spec.yaml").is_file():
+        from nnspec.compiler.errors import Issue, SpecError
+
+        raise SpecError([Issue((), "not a run directory (no spec.yaml)", str(run_dir))])
+    return load_spec(run_dir / "spec.yaml"), json.loads((run_dir / "data.json").read_text())
