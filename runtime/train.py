@@ -43,6 +43,7 @@ class TrainResult:
     summary: dict
     model: torch.nn.Module
     data: Prepared
+    history: list[dict]  # one row per epoch, as in metrics.csv
 
 
 def resolve_device(name: str, d: Dist) -> torch.device:
@@ -202,7 +203,8 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
                 if schedule:
                     schedule.step_batch()
 
-            total, count = d.all_sum([float(loss_sum), float(shard)], dev)
+            total, count = d.all_sum([float(loss_sum), float(shard)], dev)  # float() waits for the device
+            train_seconds = time.perf_counter() - t0  # the optimization alone, before evaluation
             row = {"epoch": epoch, "train_loss": total / count}
             train_metrics = evaluate_split(spec, net, loss_fn, data.train, data.y_norm, tr.precision)
             row.update({f"train_{k}": v for k, v in train_metrics.items() if k != "loss"})
@@ -211,6 +213,7 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
             if schedule:
                 schedule.step_epoch(row)
             row["lr"] = optimizer.param_groups[0]["lr"]
+            row["train_seconds"] = train_seconds
             row["seconds"] = time.perf_counter() - t0
             history.append(row)
 
@@ -259,7 +262,7 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
     if run_dir is not None and d.is_main:
         atomic_write_json(run_dir / "summary.json", summary)
         _plots(spec, net, data, history, run_dir, tr.precision)
-    return TrainResult(run_dir, summary, net, data)
+    return TrainResult(run_dir, summary, net, data, history)
 
 
 def _preprocessing(data: Prepared) -> dict:
