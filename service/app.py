@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_v1.router)
     app.include_router(routes_v2.health)
     app.include_router(routes_v2.router)
+    app.include_router(routes_v2.infer_router)
     app.include_router(routes_ops.router)
     return app
 

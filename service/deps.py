@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from dataclasses import dataclass
-from typing import Annotated, AsyncIterator
+from typing import Annotated, AsyncIterator, Iterator
 
 from fastapi import Depends, Request
 
@@ -26,8 +27,8 @@ class ServingState:
     api_key: str | None
 
 
-def get_state(request: Request) -> ServingState:
-    """The app's serving state."""
+async def get_state(request: Request) -> ServingState:
+    """The app's serving state (async: FastAPI runs sync dependencies in its threadpool)."""
     return request.app.state.serving
 
 
@@ -36,6 +37,11 @@ State = Annotated[ServingState, Depends(get_state)]
 
 async def require_api_key(request: Request, state: State) -> None:
     """With an API key configured, demand `Authorization: Bearer <key>`."""
+    check_api_key(state, request)
+
+
+def check_api_key(state: ServingState, request: Request) -> None:
+    """Raise 401 unless the request carries the configured API key (if any)."""
     if state.api_key is None:
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -63,6 +69,21 @@ async def versioned_model(request: Request, name: str, version: str, state: Stat
     lease = _acquire(request, state, name, version)
     try:
         yield lease
+    finally:
+        lease.release()
+
+
+@contextlib.contextmanager
+def leased_model(request: Request, name: str, version: str | None = None) -> Iterator[tuple[ServingState, ModelLease]]:
+    """API key check + model lease without FastAPI dependencies, for the inference hot path.
+
+    Resolving dependencies costs FastAPI about as much as the rest of a small request.
+    """
+    state: ServingState = request.app.state.serving
+    check_api_key(state, request)
+    lease = _acquire(request, state, name, version)
+    try:
+        yield state, lease
     finally:
         lease.release()
 

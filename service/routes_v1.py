@@ -13,13 +13,13 @@ from starlette.responses import Response
 from nnspec.runtime.repository import RepositoryError, check_name
 from nnspec.runtime.session import InputError, ModelSession
 
-from .deps import LatestModel, State, VersionedModel, require_api_key
+from .deps import LatestModel, State, leased_model, require_api_key
 from .errors import ApiError
 from .schemas import ErrorResponse, ModelInfo, ModelList, PredictRequest, PredictResponse, json_body
-from .store import ModelLease
 
-router = APIRouter(tags=["KServe V1"], dependencies=[Depends(require_api_key)],
+router = APIRouter(tags=["KServe V1"],
                    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 503)})
+GUARDED = [Depends(require_api_key)]  # the inference routes check the key inline (leased_model)
 
 _OFFLOAD_BYTES = 256 * 1024  # parse big bodies in a worker thread, keeping the event loop free
 
@@ -46,29 +46,32 @@ def _decode_instances(body: bytes, session: ModelSession, max_instances: int) ->
         raise ApiError(422, str(exc)) from None
 
 
-async def _predict(request: Request, lease: ModelLease, state: State) -> Response:
-    body = await request.body()
-    args = (body, lease.session, state.settings.max_instances)
-    x = await run_in_threadpool(_decode_instances, *args) if len(body) > _OFFLOAD_BYTES else _decode_instances(*args)
-    predictions = lease.session.format_predictions(await lease.infer(x))
-    return json_response({"predictions": predictions}, {"x-model-version": str(lease.version)})
+async def _predict(request: Request, name: str, version: str | None) -> Response:
+    with leased_model(request, name, version) as (state, lease):
+        body = await request.body()
+        args = (body, lease.session, state.settings.max_instances)
+        x = await run_in_threadpool(_decode_instances, *args) if len(body) > _OFFLOAD_BYTES \
+            else _decode_instances(*args)
+        predictions = lease.session.format_predictions(await lease.infer(x))
+        return json_response({"predictions": predictions}, {"x-model-version": str(lease.version)})
 
 
 @router.post("/v1/models/{name}:predict", response_model=PredictResponse, openapi_extra=json_body(PredictRequest),
              summary="Predict with the latest version")
-async def predict(request: Request, lease: LatestModel, state: State) -> Response:
+async def predict(request: Request, name: str) -> Response:
     """Instances are nested arrays of the input shape, or objects of named features for tables."""
-    return await _predict(request, lease, state)
+    return await _predict(request, name, None)
 
 
 @router.post("/v1/models/{name}/versions/{version}:predict", response_model=PredictResponse,
              openapi_extra=json_body(PredictRequest), summary="Predict with one version")
-async def predict_version(request: Request, lease: VersionedModel, state: State) -> Response:
+async def predict_version(request: Request, name: str, version: str) -> Response:
     """Like `:predict`, with a fixed model version."""
-    return await _predict(request, lease, state)
+    return await _predict(request, name, version)
 
 
-@router.post("/v1/models/{name}:classify", response_model=PredictResponse, summary="Classify image files")
+@router.post("/v1/models/{name}:classify", response_model=PredictResponse, summary="Classify image files",
+             dependencies=GUARDED)
 async def classify(lease: LatestModel, state: State,
                    files: Annotated[list[UploadFile], File(description="image files (PNG, JPEG, ...)")]) -> Response:
     """Decode, convert and resize each image as the manifest says, then predict."""
@@ -88,13 +91,14 @@ async def classify(lease: LatestModel, state: State,
     return json_response({"predictions": predictions}, {"x-model-version": str(lease.version)})
 
 
-@router.get("/v1/models", response_model=ModelList, summary="List served models")
+@router.get("/v1/models", response_model=ModelList, summary="List served models", dependencies=GUARDED)
 async def list_served(state: State) -> Response:
     """Names of the loaded models."""
     return json_response({"models": list(state.store.loaded())})
 
 
-@router.get("/v1/models/{name}", response_model=ModelInfo, summary="Model status and metadata")
+@router.get("/v1/models/{name}", response_model=ModelInfo, summary="Model status and metadata",
+            dependencies=GUARDED)
 async def model_info(name: str, state: State) -> Response:
     """Readiness, loaded versions and the latest version's metadata (input, features, labels...)."""
     try:

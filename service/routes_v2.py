@@ -21,7 +21,7 @@ import nnspec
 from nnspec.runtime.repository import RepositoryError, check_name, check_version, triton_config
 from nnspec.runtime.session import InputError, ModelSession
 
-from .deps import LatestModel, State, VersionedModel, require_api_key
+from .deps import State, leased_model, require_api_key
 from .errors import ApiError
 from .routes_v1 import json_response
 from .schemas import (ErrorResponse, InferRequest, InferResponse, ModelMetadata, RepositoryEntry,
@@ -34,6 +34,7 @@ _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 503)}
 
 health = APIRouter(tags=["V2 health"], responses=_ERRORS)
 router = APIRouter(tags=["Open Inference Protocol (V2)"], dependencies=[Depends(require_api_key)], responses=_ERRORS)
+infer_router = APIRouter(tags=["Open Inference Protocol (V2)"], responses=_ERRORS)  # checks the key inline
 
 
 # --- health and metadata ----------------------------------------------------------------------
@@ -245,29 +246,30 @@ def _infer_response(lease: ModelLease, request: dict, outputs: list[tuple[str, b
                     headers={"Inference-Header-Content-Length": str(len(header))})
 
 
-async def _infer(request: Request, lease: ModelLease, state: State) -> Response:
-    body = await request.body()
-    if request.headers.get("content-encoding", "identity") != "identity":
-        raise ApiError(400, "compressed requests are not supported")
-    args = (body, request.headers.get(HEADER_LENGTH), lease.session, state.settings.max_instances)
-    x, parsed, outputs = await run_in_threadpool(_parse_infer, *args) if len(body) > 256 * 1024 \
-        else _parse_infer(*args)
-    return _infer_response(lease, parsed, outputs, await lease.infer(x))
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    with leased_model(request, name, version) as (state, lease):
+        body = await request.body()
+        if request.headers.get("content-encoding", "identity") != "identity":
+            raise ApiError(400, "compressed requests are not supported")
+        args = (body, request.headers.get(HEADER_LENGTH), lease.session, state.settings.max_instances)
+        x, parsed, outputs = await run_in_threadpool(_parse_infer, *args) if len(body) > 256 * 1024 \
+            else _parse_infer(*args)
+        return _infer_response(lease, parsed, outputs, await lease.infer(x))
 
 
 _INFER_DOC = dict(response_model=InferResponse, openapi_extra=json_body(InferRequest))
 
 
-@router.post("/v2/models/{name}/infer", summary="Infer", **_INFER_DOC)
-async def infer(request: Request, lease: LatestModel, state: State) -> Response:
+@infer_router.post("/v2/models/{name}/infer", summary="Infer", **_INFER_DOC)
+async def infer(request: Request, name: str) -> Response:
     """JSON tensors (flat or nested `data`) or the binary tensor extension."""
-    return await _infer(request, lease, state)
+    return await _infer(request, name, None)
 
 
-@router.post("/v2/models/{name}/versions/{version}/infer", summary="Infer with one version", **_INFER_DOC)
-async def infer_version(request: Request, lease: VersionedModel, state: State) -> Response:
+@infer_router.post("/v2/models/{name}/versions/{version}/infer", summary="Infer with one version", **_INFER_DOC)
+async def infer_version(request: Request, name: str, version: str) -> Response:
     """Like `/infer`, with a fixed model version."""
-    return await _infer(request, lease, state)
+    return await _infer(request, name, version)
 
 
 # --- repository -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 import onnx_fixtures as fx  # registered by conftest.py
 import pytest
 
+from nnspec.runtime.session import ModelSession
 from nnspec.service.app import create_app
 from nnspec.service.batching import Batcher
 from nnspec.service.errors import ApiError
@@ -49,7 +50,14 @@ def answers(i, response):
 
 
 @pytest.mark.parametrize("batching", [True, False])
-def test_200_concurrent_requests_each_get_their_own_rows(shared_repo, batching):
+def test_200_concurrent_requests_each_get_their_own_rows(shared_repo, batching, monkeypatch):
+    run = ModelSession.run_unchecked
+
+    def slow_run(self, x):  # a model with real compute: requests pile up while it runs
+        time.sleep(0.002)
+        return run(self, x)
+
+    monkeypatch.setattr(ModelSession, "run_unchecked", slow_run)
     app = create_app(Settings(repository=shared_repo, intra_op_threads=1, batching=batching))
     xs, responses, batches, rows = asyncio.run(concurrent_requests(app, 200))
     assert [r.status_code for r in responses] == [200] * 200
