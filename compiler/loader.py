@@ -45,6 +45,11 @@ class Positions(dict):
         return Issue(path, message, self.file, line, col, layer_type)
 
 
+def _short(tag) -> str:
+    """tag:yaml.org,2002:python/name:os.system as written: !!python/name:os.system."""
+    return str(tag).replace("tag:yaml.org,2002:", "!!", 1)
+
+
 def _mark(node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
@@ -60,26 +65,36 @@ class _Builder:
         tag = str(node.tag)
         if isinstance(node, ScalarNode):
             if tag not in _PLAIN_TAGS:
-                self.issues.append(self.positions.issue(path, f"tag '{node.tag}' is not allowed: a spec is data, never code"))
+                self.issues.append(self.positions.issue(path, f"tag '{_short(node.tag)}' is not allowed: a spec is data, never code"))
                 return None
             return self.yaml.constructor.construct_object(node)
         if isinstance(node, SequenceNode):
             if tag != _SEQ:
-                self.issues.append(self.positions.issue(path, f"tag '{node.tag}' is not allowed: a spec is data, never code"))
+                self.issues.append(self.positions.issue(path, f"tag '{_short(node.tag)}' is not allowed: a spec is data, never code"))
                 return None
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
         if isinstance(node, MappingNode):
             if tag != _MAP:
-                self.issues.append(self.positions.issue(path, f"tag '{node.tag}' is not allowed: a spec is data, never code"))
+                self.issues.append(self.positions.issue(path, f"tag '{_short(node.tag)}' is not allowed: a spec is data, never code"))
                 return None
             out: dict = {}
+            # Merge keys (`<<: *anchor` or `<<: [*a, *b]`) first, so that the mapping's own keys
+            # override them and keep their own positions; an earlier merged mapping wins over a later one.
             for key_node, value_node in node.value:
-                if str(key_node.tag) == _MERGE:  # YAML merge key: `<<: *anchor`
-                    merged = self.build(value_node, path)
-                    for m in merged if isinstance(merged, list) else [merged]:
-                        if isinstance(m, dict):
-                            for k, v in m.items():
-                                out.setdefault(k, v)
+                if str(key_node.tag) != _MERGE:
+                    continue
+                own = self.positions[path]
+                sources = self.build(value_node, path)
+                self.positions[path] = own  # the mapping stays where it is written
+                sources = sources if isinstance(sources, list) else [sources]
+                if not all(isinstance(m, dict) for m in sources):
+                    self.issues.append(self.positions.issue(path, "a merge key (<<) takes a mapping or a list of mappings"))
+                for m in sources:
+                    for k, v in m.items() if isinstance(m, dict) else ():
+                        out.setdefault(k, v)
+            explicit: set = set()
+            for key_node, value_node in node.value:
+                if str(key_node.tag) == _MERGE:
                     continue
                 if not isinstance(key_node, ScalarNode):
                     self.issues.append(self.positions.issue(path, "mapping keys must be plain names"))
@@ -88,8 +103,9 @@ class _Builder:
                 if not isinstance(key, str):
                     key = str(key)
                 self.positions.keys[path + (key,)] = _mark(key_node)
-                if key in out:
+                if key in explicit:
                     self.issues.append(self.positions.issue(path + (key,), f"duplicate key '{key}'", at_key=True))
+                explicit.add(key)
                 out[key] = self.build(value_node, path + (key,))
             return out
         raise TypeError(f"unexpected YAML node {node!r}")  # pragma: no cover
@@ -104,7 +120,11 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[Any, Positions]:
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        problem = " ".join(str(p) for p in (e.context, e.problem) if p)
+        problem = str(e.problem or e.context)
+        if e.context and e.problem:  # e.g. "while parsing a flow mapping", and where that began
+            where = e.context_mark
+            started = f" that starts at line {where.line + 1}" if where is not None and where.line + 1 != line else ""
+            problem += f" ({e.context}{started})"
         raise SpecError([Issue((), f"YAML syntax error: {problem}", file, line, col)]) from None
     except YAMLError as e:
         raise SpecError([Issue((), f"YAML syntax error: {e}", file, 1, 1)]) from None
