@@ -95,6 +95,7 @@ def _message(err: dict, data: Any) -> tuple[tuple, str, bool]:
         kind_word = next((_KIND[p] for p in reversed(path) if isinstance(p, str) and p in _KIND), "")
         choices = [c.strip().strip("'") for c in str(ctx.get("expected_tags", "")).split(",")]
         if kind == "union_tag_not_found":
+            choices = [t for t in (_tag(m) for m in _models_at(loc)) if t]
             return path, f"missing 'type'; valid {kind_word} types: {', '.join(choices)}", False
         tag = ctx.get("tag")
         return path + ("type",), f"unknown {kind_word} type '{tag}'{did_you_mean(tag, choices)}; valid: {', '.join(choices)}", False
@@ -106,8 +107,10 @@ def _message(err: dict, data: Any) -> tuple[tuple, str, bool]:
         return path, f"{msg}, got {_show(err['input'])}{did_you_mean(err['input'], choices)}", False
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return path, f"should be a mapping of keys, got {_show(err['input'])}", False
-    if kind != "value_error" and not isinstance(err.get("input"), (dict, list)):
-        msg += f", got {_show(err['input'])}"
+    if kind.endswith("_type") and isinstance(err.get("input"), (dict, list)):
+        msg += ", got a " + ("mapping" if isinstance(err["input"], dict) else "list")
+    elif kind != "value_error" and not isinstance(err.get("input"), (dict, list)):
+        msg += f": {_show(err['input'])}" if ", got " in msg else f", got {_show(err['input'])}"
     return path, msg, False
 
 
@@ -128,26 +131,44 @@ def parse_override(text: str) -> tuple[tuple, Any]:
         raise SpecError([Issue((), "expected PATH=VALUE, e.g. training.optimizer.lr=0.01", f"--set {text}")])
     key, raw = text.split("=", 1)
     path = tuple(int(p) if p.isdigit() else p for p in key.replace("[", ".").replace("]", "").split(".") if p)
-    value, _ = load_yaml(raw if raw.strip() else "''", f"--set {text}")
+    if not path:
+        raise SpecError([Issue((), "expected PATH=VALUE with a dotted path before '=', e.g. training.optimizer.lr=0.01", f"--set {text}")])
+    try:
+        value, _ = load_yaml(raw if raw.strip() else "''", f"--set {text}")
+    except SpecError as e:  # a line and column inside the option mean nothing; the path does
+        raise SpecError([Issue(path + i.path, i.message, f"--set {text}") for i in e.issues]) from None
     return path, value
 
 
 def apply_overrides(data: Any, positions: Positions, overrides: list[str]) -> None:
     """Set each dotted-path override in data (in place), remembering where it came from."""
+    if not isinstance(data, dict):
+        return  # not a spec at all: validate_data says so
     for text in overrides:
         path, value = parse_override(text)
+        label = f"--set {text}"
         cur = data
-        for i, part in enumerate(path[:-1]):
-            nxt = cur[part] if (isinstance(cur, dict) and part in cur) or (isinstance(cur, list) and isinstance(part, int) and part < len(cur)) else None
-            if nxt is None and isinstance(cur, dict):
-                nxt = cur[part] = {}
-            if not isinstance(nxt, (dict, list)):
-                raise SpecError([Issue(path[: i + 1], "cannot set a key inside this value", f"--set {text}")])
-            cur = nxt
-        if isinstance(cur, list) and not (isinstance(path[-1], int) and path[-1] < len(cur)):
-            raise SpecError([Issue(path, f"index out of range (the list has {len(cur)} items)", f"--set {text}")])
-        cur[path[-1]] = value
-        positions.overrides[path] = f"--set {text}"
+        for i, part in enumerate(path):
+            here = path[: i + 1]
+            if isinstance(cur, list):
+                if not isinstance(part, int):
+                    raise SpecError([Issue(path[:i], f"is a list; name an item by its index, 0 to {len(cur) - 1}", label)])
+                if part >= len(cur):
+                    raise SpecError([Issue(here, f"index out of range (the list has {len(cur)} items)", label)])
+            elif isinstance(cur, dict):
+                part = str(part)  # a mapping's keys are names, even `0`
+                path = path[:i] + (part,) + path[i + 1:]
+                here = path[: i + 1]
+            else:
+                raise SpecError([Issue(path[:i], "cannot set a key inside this value", label)])
+            if i == len(path) - 1:
+                cur[part] = value
+                break
+            if isinstance(cur, dict) and cur.get(part) is None:
+                cur[part] = {}
+                positions.overrides.setdefault(here, label)  # errors in what it created name it
+            cur = cur[part]
+        positions.overrides[path] = label
 
 
 def _absolute_paths(data: Any, base: Path) -> None:
