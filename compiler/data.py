@@ -236,6 +236,8 @@ class ImageFolderSource(_Source):
 
     def _classes(self, base: Path) -> tuple[Path, list[str]]:
         root = self._path(base)
+        if not root.is_dir():
+            raise DataError(f"{root} is not a folder; image_folder needs a folder with one subfolder per class", "path")
         classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not classes:
             raise DataError(f"{root} has no class subfolders", "path")

@@ -36,9 +36,10 @@ def check_rules(spec: Spec, info: DataInfo) -> list[tuple]:
         else:
             last = ("model", "layers", len(spec.model.layers) - 1)
             want = {"classification": len(info.labels or []), "binary": 1, "regression": len(info.targets or [])}[task]
+            known = info.targets is not None if task == "regression" else info.labels is not None  # else the task rule below says why
             if len(final) != 1:
                 out.append((last, f"the network must end in a flat (outputs,) shape, got {shape_str(final)}; add a flatten layer", None))
-            elif final[0] != want:
+            elif known and final[0] != want:
                 what = {"classification": f"one per class ({want} classes)", "binary": "one logit for the positive class",
                         "regression": f"one per target ({want})"}[task]
                 out.append((last, f"the network ends with {final[0]} outputs, but a {task} task needs {want}: {what}", None))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from .base import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, StrictModel
 
@@ -85,13 +85,15 @@ class MultistepSpec(_Scheduler):
     milestones: list[PositiveInt] = Field(min_length=1)
     gamma: PositiveFloat = 0.1
 
-    @model_validator(mode="after")
-    def _increasing(self):
-        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
-            raise ValueError(f"milestones must be strictly increasing, got {self.milestones}")
-        if self.milestones[0] <= self.warmup_epochs:
-            raise ValueError(f"milestones must come after warmup_epochs={self.warmup_epochs}")
-        return self
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, milestones, info):
+        if any(b <= a for a, b in zip(milestones, milestones[1:])):
+            raise ValueError(f"milestones must be strictly increasing, got {milestones}")
+        warmup = info.data.get("warmup_epochs", 0)
+        if milestones[0] <= warmup:
+            raise ValueError(f"milestones must come after warmup_epochs={warmup}, got {milestones}")
+        return milestones
 
     def _main(self, optimizer, spe, epochs):
         from torch.optim.lr_scheduler import MultiStepLR

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from ..base import Shape, StrictModel, shape_str
+from ..base import PositiveFloat, Shape, StrictModel, shape_str
 from ..errors import ShapeError
 
 InitScheme = Literal["kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "normal", "zeros", "default"]
@@ -16,7 +16,7 @@ class InitSpec(StrictModel):
 
     weight: InitScheme = "default"
     bias: InitScheme = "default"
-    std: float = 0.01  # used by `normal`
+    std: PositiveFloat = 0.01  # used by `normal`
 
     def apply(self, module) -> None:
         """Initialise the weights and biases of module's own linear, conv and recurrent parameters."""
