@@ -169,7 +169,9 @@ class OneCycleSpec(_Scheduler):
     def _main(self, optimizer, spe, epochs):
         from torch.optim.lr_scheduler import OneCycleLR
 
-        return OneCycleLR(optimizer, self.max_lr, total_steps=epochs * spe + 1, pct_start=self.pct_start)
+        # momentum is cycled too, where the optimizer has one (Adagrad has neither momentum nor betas)
+        cycle = "momentum" in optimizer.defaults or "betas" in optimizer.defaults
+        return OneCycleLR(optimizer, self.max_lr, total_steps=epochs * spe + 1, pct_start=self.pct_start, cycle_momentum=cycle)
 
 
 SchedulerSpec = Annotated[
