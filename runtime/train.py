@@ -152,6 +152,7 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
     min_delta = tr.early_stopping.min_delta if tr.early_stopping else 0.0
 
     history: list[dict] = []
+    best_state = None  # the best weights of this session, in memory on every rank
     tracker = {"best_value": None, "best_epoch": 0, "bad_epochs": 0}
     start_epoch, seconds_before = 1, 0.0
     if resume is not None:
@@ -174,7 +175,7 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
                 "scheduler": schedule.state_dict() if schedule else {}, "scaler": scaler.state_dict(), "rng": rng_state(),
                 "history": history, "tracker": tracker, "preprocessing": _preprocessing(data)}
 
-    epoch = start_epoch - 1
+    epoch = finished = start_epoch - 1
     try:
         for epoch in range(start_epoch, tr.epochs + 1):
             t0 = time.perf_counter()
@@ -210,6 +211,9 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
             row.update({f"train_{k}": v for k, v in train_metrics.items() if k != "loss"})
             if data.validation is not None:
                 row.update({f"val_{k}": v for k, v in evaluate_split(spec, net, loss_fn, data.validation, data.y_norm, tr.precision).items()})
+            # Ranks' batch-norm statistics differ (each saw its own batches): decide on rank 0's numbers everywhere,
+            # or the ranks disagree on the lr and on when to stop, and one waits forever for the other.
+            row = d.broadcast_object(row)
             if schedule:
                 schedule.step_epoch(row)
             row["lr"] = optimizer.param_groups[0]["lr"]
@@ -230,21 +234,22 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
                 if improved:
                     save_checkpoint(run_dir / "best.pt", {"epoch": epoch, "model": net.state_dict(), "preprocessing": _preprocessing(data)})
                 write_metrics_csv(run_dir / "metrics.csv", history)
-            elif improved:
+            if improved:
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            finished = epoch  # everything of this epoch is done (and in last.pt when writing)
             if on_epoch and d.is_main:
                 on_epoch(row, tr.epochs)
             if tr.early_stopping and tracker["bad_epochs"] >= tr.early_stopping.patience:
                 break
     except KeyboardInterrupt:
-        raise TrainingInterrupted(run_dir, epoch - 1) from None
+        raise TrainingInterrupted(run_dir, finished) from None
 
     stopped_early = epoch < tr.epochs
     if tr.early_stopping and tr.early_stopping.restore_best and tracker["best_epoch"]:
-        if run_dir is not None:
-            net.load_state_dict(load_checkpoint(run_dir / "best.pt", dev)["model"])
-        else:
+        if best_state is not None:
             net.load_state_dict(best_state)
+        else:  # the best epoch came before a resume; rank 0 wrote best.pt back then
+            net.load_state_dict(load_checkpoint(run_dir / "best.pt", dev)["model"])
 
     summary = {
         "name": spec.name, "task": spec.task, "run_dir": str(run_dir) if run_dir else None,
