@@ -1,0 +1,44 @@
+"""Shared fixtures for the runtime (training, export) tests."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("runtime_helpers", Path(__file__).with_name("runtime_helpers.py"))
+_helpers = sys.modules.setdefault("runtime_helpers", importlib.util.module_from_spec(_spec))
+if not hasattr(_helpers, "base_spec"):
+    _spec.loader.exec_module(_helpers)
+
+
+@pytest.fixture(scope="session")
+def h():
+    """The runtime_helpers module: spec builders, data sets on disk, the CLI."""
+    return _helpers
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_globals():
+    """One torch thread; and train() with training.deterministic switches on torch's deterministic
+    algorithms process-wide: give each test back the setting it started with (torch-free tests stay so)."""
+    torch = sys.modules.get("torch")
+    before = torch.are_deterministic_algorithms_enabled() if torch else False
+    if torch is not None:
+        # These models are tiny: one intra-op thread is several times faster than two on shared cores.
+        torch.set_num_threads(1)
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.use_deterministic_algorithms(before)
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """specs/digits_mlp.yaml trained once (15 epochs) into a run directory, shared by the run-dir,
+    evaluate and export tests."""
+    from nnspec.compiler import load_spec
+    from nnspec.runtime.train import train
+
+    spec = load_spec(_helpers.SPECS / "digits_mlp.yaml", ["training.epochs=15"])
+    return train(spec, runs_dir=tmp_path_factory.mktemp("runs"))
