@@ -36,7 +36,8 @@ def check_rules(spec: Spec, info: DataInfo) -> list[tuple]:
         else:
             last = ("model", "layers", len(spec.model.layers) - 1)
             want = {"classification": len(info.labels or []), "binary": 1, "regression": len(info.targets or [])}[task]
-            known = info.targets is not None if task == "regression" else info.labels is not None  # else the task rule below says why
+            # else the task rule below says why (no labels/targets, or a single class: no head size is right)
+            known = info.targets is not None if task == "regression" else info.labels is not None and len(info.labels) >= 2
             if len(final) != 1:
                 out.append((last, f"the network must end in a flat (outputs,) shape, got {shape_str(final)}; add a flatten layer", None))
             elif known and final[0] != want:
