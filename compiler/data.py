@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal, Union
 import numpy as np
 from pydantic import Field, model_validator
 
-from .base import PositiveInt, Shape, StrictModel
+from .base import Pair, PositiveInt, Shape, StrictModel
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -224,7 +224,7 @@ class ImageFolderSource(_Source):
 
     type: Literal["image_folder"]
     path: str
-    image_size: tuple[PositiveInt, PositiveInt]
+    image_size: Pair[PositiveInt]
     color: Literal["grayscale", "rgb"] = "rgb"
 
     @model_validator(mode="before")

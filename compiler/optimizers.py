@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, model_validator
 
-from .base import NonNegativeFloat, PositiveFloat, Probability, StrictModel
+from .base import NonNegativeFloat, Pair, PositiveFloat, Probability, StrictModel
 
 
 class _Optimizer(StrictModel):
@@ -65,7 +65,7 @@ class AdamSpec(_Optimizer):
     """Adam: bias-corrected first and second moment estimates (L2-coupled weight decay)."""
 
     type: Literal["adam"]
-    betas: tuple[Probability, Probability] = (0.9, 0.999)
+    betas: Pair[Probability] = (0.9, 0.999)
     eps: PositiveFloat = 1e-8
     amsgrad: bool = False
     _torch_name: ClassVar[str] = "Adam"

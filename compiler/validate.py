@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import types
 import typing
 from pathlib import Path
@@ -77,7 +78,11 @@ def _data_path(loc: tuple, data: Any) -> tuple[tuple, tuple]:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A value as the spec writes it (true, null, 'text', [1, 2])."""
+    if value is None or isinstance(value, (bool, datetime.date)):
+        text = "null" if value is None else str(value).lower() if isinstance(value, bool) else value.isoformat()
+    else:
+        text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 

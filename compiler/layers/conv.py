@@ -6,12 +6,12 @@ from typing import ClassVar, Literal
 
 from pydantic import model_validator
 
-from ..base import NonNegativeInt, PositiveInt, Shape, shape_str
+from ..base import NonNegativeInt, Pair, PositiveInt, Shape, shape_str
 from ..errors import ShapeError
 from .base import InitSpec, LayerBase, ParamLayer, conv_out, expect_rank, pair
 
-IntOrPair = PositiveInt | tuple[PositiveInt, PositiveInt]
-IntOrPair0 = NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt]
+IntOrPair = PositiveInt | Pair[PositiveInt]
+IntOrPair0 = NonNegativeInt | Pair[NonNegativeInt]
 
 
 def _spatial(in_shape, kernel, stride, padding, dilation, dims, what):
