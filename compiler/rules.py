@@ -85,7 +85,10 @@ def check_rules(spec: Spec, info: DataInfo) -> list[tuple]:
     for i, aug in enumerate(tr.augmentation):
         if aug.needs_image and len(shape) != 3:
             out.append((("training", "augmentation", i), f"{aug.type} needs image inputs (C, H, W), the model's input is {shape_str(shape)}", None))
-    if isinstance(spec.data.source, BuiltinSource) and spec.data.source.name == "mnist1d" and "test" in spec.data.split.model_fields_set:
+    split = spec.data.split
+    # the default is allowed, so that a resolved spec (every default written out) validates again
+    if isinstance(spec.data.source, BuiltinSource) and spec.data.source.name == "mnist1d" and "test" in split.model_fields_set \
+            and split.test != type(split).model_fields["test"].default:
         out.append((("data", "split", "test"), "mnist1d brings its own test set (1000 samples); remove split.test", None))
     if tr.precision == "fp16" and tr.device in ("cpu", "mps"):
         out.append((("training", "precision"), f"fp16 autocast needs a CUDA device, training.device is '{tr.device}'; use bf16 or fp32", None))

@@ -47,7 +47,10 @@ class SequentialSpec(LayerBase):
     def output_shape(self, in_shape: Shape) -> Shape:
         shape = tuple(in_shape)
         for _ in range(self.repeat):
-            shape = chain_shapes(self.layers, shape, ("layers",))
+            out = chain_shapes(self.layers, shape, ("layers",))
+            if out == shape:
+                break  # a block that keeps this shape keeps it on every further repeat
+            shape = out
         return shape
 
     def build(self, in_shape: Shape, init: InitSpec | None = None):
