@@ -257,3 +257,13 @@ def test_layer_init_overrides_the_model_init():
     assert float(model[1].weight.detach().std()) > 0.5
     conv, _ = build_chain(layers[2:], (3, 5), InitSpec(weight="zeros"))
     assert float(conv[0][0].weight.detach().abs().sum()) > 0
+
+
+def test_a_huge_repeat_of_a_shape_keeping_block_is_checked_at_once():
+    layer = LAYER.validate_python({"type": "sequential", "repeat": 10**9, "layers": [{"type": "relu"}, {"type": "layer_norm"}]})
+    assert layer.output_shape((4, 6)) == (4, 6)
+    shrinking = LAYER.validate_python({"type": "sequential", "repeat": 10**9,
+                                       "layers": [{"type": "conv1d", "out_channels": 2, "kernel_size": 3}]})
+    with pytest.raises(ShapeError) as e:
+        shrinking.output_shape((2, 9))
+    assert e.value.path == ("layers", 0) and "does not fit input (2, 1)" in e.value.message

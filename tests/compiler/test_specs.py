@@ -131,3 +131,22 @@ def test_cli_summary_table():
     result = CliRunner().invoke(app, ["summary", str(REPO / "specs" / "digits_resnet.yaml")])
     assert result.exit_code == 0, result.stderr
     assert "model.layers[4].layers[0]" in result.stdout and "total" in result.stdout
+
+
+@pytest.mark.parametrize("path", SPECS, ids=_ids(SPECS))
+def test_resolved_spec_validates_again(path: Path, tmp_path: Path):
+    """A run folder keeps the spec with every default filled in (model_dump as JSON, written as YAML);
+    reading it back gives the same spec (tuples come back from YAML lists)."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    from nnspec.compiler.loader import load_yaml
+    from nnspec.compiler.validate import validate_data
+
+    spec, _ = load_spec_with_data(path)
+    buf = io.StringIO()
+    YAML(typ="safe", pure=True).dump(spec.model_dump(mode="json"), buf)
+    data, positions = load_yaml(buf.getvalue(), "resolved.yaml")
+    again, _ = validate_data(data, positions, path.parent)
+    assert again == spec

@@ -1,0 +1,65 @@
+"""The JSON Schema file is current, example specs open with the editor and run lines, and validation is torch-free."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nnspec.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "schema" / "nnspec.schema.json"
+SPECS = sorted((REPO / "specs").rglob("*.yaml"))
+IDS = [str(p.relative_to(REPO / "specs")) for p in SPECS]
+
+
+def test_schema_file_is_up_to_date():
+    result = CliRunner().invoke(app, ["schema"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == SCHEMA.read_text(encoding="utf-8"), "run: nnspec schema > schema/nnspec.schema.json"
+
+
+def test_schema_is_closed_and_discriminated():
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"version", "name", "task", "data", "model", "training"}
+    for name, definition in schema["$defs"].items():
+        if definition.get("type") == "object":
+            assert definition.get("additionalProperties") is False, name
+    layers = schema["$defs"]["ModelSpec"]["properties"]["layers"]["items"]
+    assert layers["discriminator"]["propertyName"] == "type"
+    assert {"linear", "conv2d", "residual", "concat", "sequential", "lstm"} <= set(layers["discriminator"]["mapping"])
+
+
+@pytest.mark.parametrize("path", SPECS, ids=IDS)
+def test_spec_header_lines(path: Path):
+    first, second = path.read_text(encoding="utf-8").splitlines()[:2]
+    prefix = "# yaml-language-server: $schema="
+    assert first.startswith(prefix), first
+    target = (path.parent / first[len(prefix):]).resolve()
+    assert target == SCHEMA.resolve(), f"{first} points at {target}"
+    assert second == f"# nnspec train {path.relative_to(REPO).as_posix()}"
+
+
+def test_validation_imports_no_torch():
+    specs = [str(p) for p in SPECS[:10]]
+    assert len(specs) >= 8
+    code = (
+        "import sys\n"
+        "from nnspec.cli import main\n"
+        "sys.argv = ['nnspec', 'validate', *sys.argv[1:]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as e:\n"
+        "    assert e.code in (0, None), e.code\n"
+        "heavy = sorted(m for m in ('torch', 'sklearn', 'pandas', 'onnxruntime') if m in sys.modules)\n"
+        "assert not heavy, f'validation imported {heavy}'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *specs], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\nok ") + proc.stdout.startswith("ok ") == len(specs), proc.stdout
