@@ -87,7 +87,9 @@ def test_summary_matches_the_compiled_module(path: Path):
 
 
 def test_cli_validate_every_spec_in_a_subprocess():
-    proc = subprocess.run([sys.executable, "-m", "nnspec", "validate", *map(str, SPECS)],
+    script = Path(sys.executable).with_name("nnspec")  # the installed console script
+    assert script.exists(), f"{script}: is nnspec installed in this environment (pip install -e .)?"
+    proc = subprocess.run([str(script), "validate", *map(str, SPECS)],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
