@@ -9,6 +9,7 @@ import os
 from typing import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 import nnspec
@@ -42,8 +43,12 @@ async def _poll(store: ModelStore, seconds: float) -> None:
             log.exception("repository poll failed")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The nnspec serving app over `settings.repository`."""
+def create_app(settings: Settings | None = None, fast_path: bool = True) -> FastAPI:
+    """The nnspec serving app over `settings.repository`.
+
+    `fast_path=False` serves the inference routes through FastAPI's routing too (same handlers;
+    the tests compare both).
+    """
     settings = settings or Settings()
     metrics = Metrics()
     api_key = _api_key(settings)
@@ -65,12 +70,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="KServe V1 and Open Inference Protocol (V2) endpoints over an nnspec "
                               "model repository (Triton layout), with dynamic batching.")
     install_error_handlers(app)
-    app.add_middleware(ServingMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     app.include_router(routes_v1.router)
     app.include_router(routes_v2.health)
     app.include_router(routes_v2.router)
     app.include_router(routes_v2.infer_router)
     app.include_router(routes_ops.router)
+    handlers = routes_v1.FAST_ROUTES | routes_v2.FAST_ROUTES
+    fast = [(route, handlers[route.path]) for route in routes_v1.router.routes + routes_v2.infer_router.routes
+            if isinstance(route, APIRoute) and route.path in handlers and "POST" in route.methods]
+    if len(fast) != len(handlers):
+        raise RuntimeError("an inference route of the fast path is not registered")
+    app.add_middleware(ServingMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics,
+                       fast_routes=fast if fast_path else [])
     return app
 
 

@@ -1,14 +1,30 @@
-"""ASGI middleware: the request body limit (413) and per-request metrics."""
+"""Pure ASGI middleware: the request body limit (413), per-request metrics, and the inference fast path.
+
+The fast path: a POST to one of the inference routes (V1 `:predict`, V2 `infer`, with or without
+a version) is matched here with the FastAPI route's own path regex and handed straight to the
+route's handler, skipping Starlette routing and FastAPI's parameter and dependency resolution
+(which cost about as much as the rest of a small request). The handler is the same function the
+FastAPI route calls, errors are answered by the same `error_response`, and the route stays
+registered in FastAPI (OpenAPI, other methods, `root_path` deployments go through FastAPI).
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Awaitable, Callable
 
 import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .deps import MODEL_SCOPE_KEY
+from .errors import ApiError, error_response
 from .metrics import Metrics
+
+FastHandler = Callable[..., Awaitable[Response]]  # handler(request, name, version=None)
+_NO_BODY_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "DELETE"))
 
 
 async def _send_error(send: Send, status: int, message: str) -> None:
@@ -19,19 +35,23 @@ async def _send_error(send: Send, status: int, message: str) -> None:
 
 
 class ServingMiddleware:
-    """Refuses bodies over `max_body_bytes` with 413 and records every request's metrics."""
+    """Refuses bodies over `max_body_bytes` with 413, records every request's metrics, and serves
+    the inference routes in `fast_routes` ((route, handler) pairs) without FastAPI's routing."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: Metrics):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: Metrics,
+                 fast_routes: list[tuple[BaseRoute, FastHandler]] = ()):
         self.app = app
         self.max_body = max_body_bytes
         self.metrics = metrics
+        self.fast = [(route, route.path_regex.match, handler) for route, handler in fast_routes]
+        self._counters: dict[tuple, object] = {}  # prometheus children by labels (labels() is slow)
+        self._histograms: dict[tuple, object] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         status = 500
-        limit = f"request body larger than {self.max_body} bytes"
 
         async def send_and_record(message: Message) -> None:
             nonlocal status
@@ -40,15 +60,19 @@ class ServingMiddleware:
             await send(message)
 
         try:
-            length = dict(scope["headers"]).get(b"content-length")
+            length = None
+            for key, value in scope["headers"]:
+                if key == b"content-length":
+                    length = value
+                    break
             if length is not None:
                 if not length.isdigit():
                     status = 400
                     return await _send_error(send, 400, "invalid Content-Length")
                 if int(length) > self.max_body:
                     status = 413
-                    return await _send_error(send, 413, limit)
-            elif scope["method"] not in ("GET", "HEAD", "OPTIONS", "DELETE"):
+                    return await _send_error(send, 413, f"request body larger than {self.max_body} bytes")
+            elif scope["method"] not in _NO_BODY_METHODS:
                 # No length (chunked): read it all here, within the limit, and replay it.
                 chunks, size, more = [], 0, True
                 while more:
@@ -59,7 +83,7 @@ class ServingMiddleware:
                     size += len(chunk)
                     if size > self.max_body:
                         status = 413
-                        return await _send_error(send, 413, limit)
+                        return await _send_error(send, 413, f"request body larger than {self.max_body} bytes")
                     chunks.append(chunk)
                     more = message.get("more_body", False)
                 replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
@@ -67,10 +91,32 @@ class ServingMiddleware:
 
                 async def receive() -> Message:  # noqa: F811 - replays the body, then listens on
                     return replay.pop() if replay else await original()
+            if scope["method"] == "POST" and not scope.get("root_path"):
+                path = scope["path"]
+                for route, match, handler in self.fast:
+                    found = match(path)
+                    if found:
+                        scope["route"] = route  # as Starlette's router would set it
+                        try:
+                            response = await handler(Request(scope, receive), **found.groupdict())
+                        except ApiError as exc:
+                            response = error_response(exc.status, exc.message, exc.headers)
+                        return await response(scope, receive, send_and_record)
             await self.app(scope, receive, send_and_record)
         finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", "unmatched")
-            model, version = scope.get(MODEL_SCOPE_KEY, ("", ""))
-            self.metrics.requests.labels(model, version, endpoint, str(status)).inc()
-            self.metrics.latency.labels(model, endpoint).observe(time.perf_counter() - started)
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        model, version = scope.get(MODEL_SCOPE_KEY, ("", ""))
+        key = (model, version, endpoint, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.metrics.requests.labels(model, version, endpoint, str(status))
+        counter.inc()
+        key = (model, endpoint)
+        histogram = self._histograms.get(key)
+        if histogram is None:
+            histogram = self._histograms[key] = self.metrics.latency.labels(model, endpoint)
+        histogram.observe(seconds)

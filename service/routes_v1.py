@@ -46,7 +46,7 @@ def _decode_instances(body: bytes, session: ModelSession, max_instances: int) ->
         raise ApiError(422, str(exc)) from None
 
 
-async def _predict(request: Request, name: str, version: str | None) -> Response:
+async def _predict(request: Request, name: str, version: str | None = None) -> Response:
     with leased_model(request, name, version) as (state, lease):
         body = await request.body()
         args = (body, lease.session, state.settings.max_instances)
@@ -68,6 +68,10 @@ async def predict(request: Request, name: str) -> Response:
 async def predict_version(request: Request, name: str, version: str) -> Response:
     """Like `:predict`, with a fixed model version."""
     return await _predict(request, name, version)
+
+
+# Served by ServingMiddleware's fast path (same handler, no FastAPI routing): route path -> handler.
+FAST_ROUTES = {"/v1/models/{name}:predict": _predict, "/v1/models/{name}/versions/{version}:predict": _predict}
 
 
 @router.post("/v1/models/{name}:classify", response_model=PredictResponse, summary="Classify image files",

@@ -246,7 +246,7 @@ def _infer_response(lease: ModelLease, request: dict, outputs: list[tuple[str, b
                     headers={"Inference-Header-Content-Length": str(len(header))})
 
 
-async def _infer(request: Request, name: str, version: str | None) -> Response:
+async def _infer(request: Request, name: str, version: str | None = None) -> Response:
     with leased_model(request, name, version) as (state, lease):
         body = await request.body()
         if request.headers.get("content-encoding", "identity") != "identity":
@@ -270,6 +270,10 @@ async def infer(request: Request, name: str) -> Response:
 async def infer_version(request: Request, name: str, version: str) -> Response:
     """Like `/infer`, with a fixed model version."""
     return await _infer(request, name, version)
+
+
+# Served by ServingMiddleware's fast path (same handler, no FastAPI routing): route path -> handler.
+FAST_ROUTES = {"/v2/models/{name}/infer": _infer, "/v2/models/{name}/versions/{version}/infer": _infer}
 
 
 # --- repository -------------------------------------------------------------------------------

@@ -1,0 +1,78 @@
+"""The inference fast path (ServingMiddleware) answers exactly as the FastAPI routes do."""
+
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from nnspec.service.app import create_app
+from nnspec.service.settings import Settings
+
+IRIS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+V2_TENSOR = {"name": "input", "shape": [2, 4], "datatype": "FP32", "data": sum(IRIS, [])}
+BINARY_HEADER = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
+                                        "parameters": {"binary_data_size": 16}}],
+                            "parameters": {"binary_data_output": True}}).encode()
+
+# (method, path, body bytes or JSON, extra headers)
+REQUESTS = [
+    ("POST", "/v1/models/iris:predict", {"instances": IRIS}, {}),
+    ("POST", "/v1/models/iris/versions/1:predict", {"instances": IRIS}, {}),
+    ("POST", "/v1/models/iris/versions/7:predict", {"instances": IRIS}, {}),
+    ("POST", "/v1/models/iris/versions/x:predict", {"instances": IRIS}, {}),
+    ("POST", "/v1/models/nope:predict", {"instances": IRIS}, {}),
+    ("POST", "/v1/models/Bad%20Name:predict", {"instances": IRIS}, {}),
+    ("POST", "/v1/models/a:predict:predict", {"instances": IRIS}, {}),
+    ("POST", "/v1/models/iris:predict", {"instances": [[1, 2, 3]]}, {}),
+    ("POST", "/v1/models/iris:predict", {"instances": [[1, 2, "x", 4]]}, {}),
+    ("POST", "/v1/models/iris:predict", {"rows": IRIS}, {}),
+    ("POST", "/v1/models/iris:predict", b"{not json", {}),
+    ("POST", "/v1/models/iris:predict", b"", {}),
+    ("POST", "/v1/models/credit:predict", {"instances": [{"age": 40, "color": "green", "income": 3}]}, {}),
+    ("POST", "/v1/models/credit:predict", {"instances": [{"age": 40, "color": "mauve", "income": 3}]}, {}),
+    ("POST", "/v1/models/housing:predict", {"instances": [[1, 2, 3]]}, {}),
+    ("GET", "/v1/models/iris:predict", None, {}),
+    ("PUT", "/v1/models/iris:predict", {"instances": IRIS}, {}),
+    ("POST", "/v2/models/iris/infer", {"inputs": [V2_TENSOR]}, {}),
+    ("POST", "/v2/models/iris/infer", {"id": "r1", "inputs": [V2_TENSOR], "outputs": [{"name": "class_index"}]}, {}),
+    ("POST", "/v2/models/iris/versions/1/infer", {"inputs": [V2_TENSOR]}, {}),
+    ("POST", "/v2/models/iris/versions/2/infer", {"inputs": [V2_TENSOR]}, {}),
+    ("POST", "/v2/models/iris/infer", {"inputs": [V2_TENSOR | {"shape": [3, 4]}]}, {}),
+    ("POST", "/v2/models/iris/infer", {"inputs": []}, {}),
+    ("POST", "/v2/models/iris/infer", BINARY_HEADER + np.ones(4, "<f4").tobytes(),
+     {"inference-header-content-length": str(len(BINARY_HEADER))}),
+    ("POST", "/v2/models/iris/infer", BINARY_HEADER + b"\0" * 3,
+     {"inference-header-content-length": str(len(BINARY_HEADER))}),
+    ("POST", "/v2/models/iris/infer", {"inputs": [V2_TENSOR]}, {"content-encoding": "gzip"}),
+    ("POST", "/v2/models/nope/infer", {"inputs": [V2_TENSOR]}, {}),
+    ("GET", "/v2/models/iris/infer", None, {}),
+]
+
+
+def _send(client, method, path, body, headers):
+    if body is None:
+        return client.request(method, path, headers=headers)
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.request(method, path, content=content, headers={"content-type": "application/json"} | headers)
+
+
+@pytest.mark.parametrize("api_key", [None, "k"])
+def test_fast_path_answers_like_fastapi_routing(shared_repo, monkeypatch, api_key):
+    monkeypatch.setenv("TEST_FAST_KEY", "k")
+    settings = Settings(repository=shared_repo, intra_op_threads=1, api_key_env="TEST_FAST_KEY" if api_key else None)
+    auths = [{}, {"authorization": "Bearer k"}, {"authorization": "Bearer no"}] if api_key else [{}]
+    with TestClient(create_app(settings)) as fast, TestClient(create_app(settings, fast_path=False)) as slow:
+        for method, path, body, headers in REQUESTS:
+            for auth in auths:
+                a, b = (_send(c, method, path, body, headers | auth) for c in (fast, slow))
+                where = (method, path, body if not isinstance(body, bytes) else body[:40], auth)
+                assert (a.status_code, a.content) == (b.status_code, b.content), where
+                drop = {"date", "content-length"}
+                assert {k: v for k, v in a.headers.items() if k not in drop} == \
+                       {k: v for k, v in b.headers.items() if k not in drop}, where
+                assert a.status_code < 500, where
+        metrics = [c.get("/metrics").text for c in (fast, slow)]
+    requests = [sorted(line for line in text.splitlines() if line.startswith("nnspec_requests_total{"))
+                for text in metrics]
+    assert requests[0] == requests[1] and requests[0]
