@@ -83,6 +83,7 @@ class TrainingSpec(StrictModel):
 
     epochs: PositiveInt
     batch_size: PositiveInt = 64
+    shuffle: bool = True  # false: the same batch order every epoch, as some reference loops do
     loss: LossSpec
     optimizer: OptimizerSpec = AdamSpec(type="adam")
     scheduler: SchedulerSpec | None = None

@@ -181,7 +181,8 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
             t0 = time.perf_counter()
             model.train()
             # Every rank draws the same permutation (seeded by epoch) and keeps its own stride of it.
-            perm = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(tr.seed * 100_003 + epoch))
+            perm = (torch.randperm(len(data.train), generator=torch.Generator().manual_seed(tr.seed * 100_003 + epoch))
+                    if tr.shuffle else torch.arange(len(data.train)))
             perm = perm[d.rank :: d.world][:shard].to(dev)
             loss_sum = torch.zeros((), device=dev)
             for sl in slices:
