@@ -23,6 +23,21 @@ class RecurrentOutput(nn.Module):
         return h[-1]
 
 
+class Reshape(nn.Module):
+    """(batch, ...) -> (batch, *shape). Unlike nn.Unflatten, the batch axis stays dynamic when traced to ONNX
+    (an Unflatten before a recurrent layer baked the export's example batch into its initial state)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], *self.shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"
+
+
 class Residual(nn.Module):
     """x + f(x), with a learned projection of x when shapes differ."""
 

@@ -58,6 +58,6 @@ class ReshapeSpec(LayerBase):
         return tuple(self.shape)
 
     def build(self, in_shape: Shape, init: InitSpec | None = None):
-        import torch.nn as nn
+        from ..modules import Reshape
 
-        return nn.Unflatten(1, tuple(self.shape)) if len(in_shape) == 1 else nn.Sequential(nn.Flatten(), nn.Unflatten(1, tuple(self.shape)))
+        return Reshape(self.shape)
