@@ -108,7 +108,11 @@ def check_parity(onnx_bytes: bytes, model: ServingModel, rows: np.ndarray, task:
                 chunk = rows[i : i + bs]
                 ours = model(torch.from_numpy(chunk))
                 ours = [ours] if task == "regression" else list(ours)
-                theirs = session.run(names, {"input": chunk})
+                try:
+                    theirs = session.run(names, {"input": chunk})
+                except Exception as e:  # onnxruntime's own exception types derive from Exception only
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    raise ExportError(f"the ONNX graph fails on a batch of {len(chunk)}: {first}") from None
                 for name, a, b in zip(names, ours, theirs):
                     if name == "class_index":  # an argmax flips only on near-ties; count it as a probability gap
                         continue
