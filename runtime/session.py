@@ -47,7 +47,9 @@ class ModelSession:
     """One model version: its manifest and an onnxruntime CPU session."""
 
     def __init__(self, model_dir: str | os.PathLike, intra_op_threads: int | None = None,
-                 inter_op_threads: int | None = None):
+                 inter_op_threads: int | None = None, spin: bool = True):
+        """`spin=False`: onnxruntime's idle pool threads sleep instead of spinning between runs
+        (a server whose event loop shares the cores with them wants that)."""
         self.dir = Path(model_dir)
         self.manifest = read_manifest(self.dir)
         m = self.manifest
@@ -73,6 +75,9 @@ class ModelSession:
             options.intra_op_num_threads = intra_op_threads
         if inter_op_threads:
             options.inter_op_num_threads = inter_op_threads
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 str(self.dir / MODEL_FILE), options, providers=["CPUExecutionProvider"])

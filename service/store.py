@@ -189,7 +189,7 @@ class ModelStore:
             return dict(self._models.get(name, {}))
 
     def _open(self, folder, name: str, version: int, fingerprint: tuple) -> LoadedModel:
-        session = ModelSession(folder, intra_op_threads=self.settings.threads_per_run())
+        session = ModelSession(folder, intra_op_threads=self.settings.threads_per_run(), spin=False)
         if session.name != name:
             raise ValueError(f"{folder}: manifest name {session.name!r} != folder name {name!r}")
         session.version = version  # the folder is the truth
