@@ -157,7 +157,9 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
     start_epoch, seconds_before = 1, 0.0
     if resume is not None:
         run_dir = Path(resume)
-        state = load_checkpoint(run_dir / "last.pt", dev)
+        # On the CPU: the RNG states must be CPU tensors (set_rng_state, .numpy()); the model's and the
+        # optimizer's load_state_dict copy their tensors to the parameters' device themselves.
+        state = load_checkpoint(run_dir / "last.pt", "cpu")
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if schedule:
