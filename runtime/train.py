@@ -168,6 +168,8 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
         set_rng_state(state["rng"])
         history, tracker = list(state["history"]), dict(state["tracker"])
         start_epoch, seconds_before = state["epoch"] + 1, sum(r["seconds"] for r in history)
+        if tr.early_stopping and tracker["bad_epochs"] >= tr.early_stopping.patience:
+            start_epoch = tr.epochs + 1  # it had stopped early: resuming must not train (and overwrite last.pt) again
     else:
         run_dir = create_run_dir(runs_dir, spec, data.raw) if d.is_main and write else None
         run_dir = d.broadcast_object(run_dir)
@@ -247,7 +249,7 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
     except KeyboardInterrupt:
         raise TrainingInterrupted(run_dir, finished) from None
 
-    stopped_early = epoch < tr.epochs
+    stopped_early = len(history) < tr.epochs
     if tr.early_stopping and tr.early_stopping.restore_best and tracker["best_epoch"]:
         if best_state is not None:
             net.load_state_dict(best_state)
