@@ -748,3 +748,26 @@ def test_evaluate_cli_matches_the_summarys_test_metrics(h, digits_run):
     assert json.loads(val.stdout)["metrics"]["accuracy"] == pytest.approx(summary["validation"]["accuracy"])
     bad = h.cli(["evaluate", digits_run.run_dir, "--split", "train"])
     assert bad.exit_code == 2 and "--split" in bad.stderr
+
+
+def test_bf16_autocast_trains_on_the_cpu(h, tmp_path):
+    spec = h.load(tmp_path, h.base_spec(training={"epochs": 6, "precision": "bf16", "optimizer": {"type": "adam", "lr": 0.03}}))
+    result, rows = fit(spec)
+    assert all(math.isfinite(r["train_loss"]) for r in rows) and rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())  # autocast, not a cast of the weights
+    assert result.summary["test"]["accuracy"] > 0.6
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_further(h, tmp_path):
+    spec = h.load(tmp_path, h.base_spec(training={"epochs": 10, "early_stopping": {"patience": 2, "min_delta": 1e9}}))
+    first, _ = fit(spec, runs_dir=tmp_path / "runs")
+    assert first.summary["epochs_run"] == 3 and first.summary["stopped_early"]
+    last = (first.run_dir / "last.pt").read_bytes()
+    again, rows = fit(spec, resume=first.run_dir)
+    assert rows == [] and (first.run_dir / "last.pt").read_bytes() == last
+    assert again.summary["epochs_run"] == 3 and again.summary["stopped_early"] and again.summary["best_epoch"] == 1
+    assert again.summary["test"] == pytest.approx(first.summary["test"])  # the best weights again
+    finished_spec = h.load(tmp_path, h.base_spec(training={"epochs": 2}), name="finished.yaml")
+    done, _ = fit(finished_spec, runs_dir=tmp_path / "done")
+    _, more = fit(finished_spec, resume=done.run_dir)
+    assert more == []  # a finished run has nothing left to train
