@@ -147,7 +147,7 @@ class _TableSource(_Source):
         features, columns = [], []
         for name in names:
             col = frame[name]
-            if col.dtype.kind in "biuf":
+            if col.dtype.kind in "iuf":  # booleans are categories "False"/"True", as a raw CSV row spells them
                 features.append({"name": str(name), "type": "numeric"})
                 columns.append(col.to_numpy(np.float32)[:, None])
             else:
