@@ -422,3 +422,22 @@ def test_a_graph_that_fails_at_another_batch_size_is_an_export_error(h, tmp_path
     onnx_bytes = to_onnx(model, info.shape, spec.task, spec.export.opset)
     with pytest.raises(ExportError, match="the ONNX graph fails on a batch of 1: "):
         check_parity(onnx_bytes, model, raw_rows(info, n=2), spec.task, atol=1e-4)
+
+
+def test_a_boolean_column_is_served_from_raw_csv_rows(h, tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x, flag = rng.normal(size=160).round(3), rng.random(160) > 0.5
+    pd.DataFrame({"x": x, "flag": flag, "y": np.where(flag ^ (x > 0), "a", "b")}).to_csv(tmp_path / "flags.csv", index=False)
+    spec = h.load(tmp_path, h.base_spec(name="flags", data={"source": {"type": "csv", "path": "flags.csv", "target": "y"}},
+                                        model={"layers": [{"type": "linear", "out_features": 8}, {"type": "relu"},
+                                                          {"type": "linear", "out_features": 2}]},
+                                        training={"epochs": 2}))
+    result = train(spec, runs_dir=tmp_path / "runs", device="cpu")
+    assert result.data.raw.features[1] == {"name": "flag", "type": "categorical", "categories": ["False", "True"]}
+    export_run(result.run_dir, tmp_path / "models")
+    out = h.cli(["predict", "flags", tmp_path / "flags.csv", "--repo", tmp_path / "models", "--json"])
+    assert out.exit_code == 0, out.stderr
+    got = np.array([[p["probabilities"][c] for c in ("a", "b")] for p in json.loads(out.stdout)["predictions"]])
+    np.testing.assert_allclose(got, _torch_probabilities(result, result.data.raw.x), atol=1e-5)
