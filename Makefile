@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test validate bench clean
+.PHONY: install run test validate bench results clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,13 @@ validate: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests
 
+# Benchmarks rewrite their own sections of docs/; bench/serve.py uses wrk when installed (apt-get install wrk).
 bench: $(STAMP)
-	$(PY) bench/train_overhead.py
-	$(PY) bench/serve.py
+	$(PY) bench/train_overhead.py --out docs/BENCHMARKS.md
+	$(PY) bench/serve.py --out docs/BENCHMARKS.md
+
+results: $(STAMP)
+	$(PY) bench/accuracy.py --out docs/RESULTS.md
 
 clean:
 	rm -rf $(VENV) runs models .pytest_cache

@@ -28,6 +28,8 @@ def serve(
     max_body_mb: Annotated[float, typer.Option(help="request body limit (413 above)")] = 16.0,
     poll_seconds: Annotated[float, typer.Option(help="rescan the repository every S seconds; 0 = never")] = 0.0,
     batching: Annotated[bool, typer.Option("--batching/--no-batching", help="dynamic batching")] = True,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log",
+                                             help="log every request (costs time per request; /metrics counts them anyway)")] = False,
 ) -> None:
     """Serve a model repository over HTTP (KServe V1 and Open Inference Protocol V2)."""
     import uvicorn
@@ -48,7 +50,7 @@ def serve(
             app = create_app(settings)
         except RuntimeError as exc:
             _fail(str(exc))
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
         return
     # Worker processes build their own app from NNSPEC_* variables.
     for field, value in settings.model_dump().items():
@@ -57,7 +59,7 @@ def serve(
     if api_key_env and not os.environ.get(api_key_env):
         _fail(f"environment variable {api_key_env} (the API key) is not set")
     uvicorn.run("nnspec.service.app:create_app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level="info")
+                workers=workers, log_level="info", access_log=access_log)
 
 
 def _open_session(model: str, repo: Path):
