@@ -311,8 +311,7 @@ def report(results: dict, raw: dict, args, stack: str, started: str) -> tuple[st
     lines = ["## Serving", "",
              f"`python bench/serve.py --repeats {args.repeats} --seconds {args.seconds:g}` on {started}, {machine()}. "
              f"Servers: {stack}, 127.0.0.1, one process each, same settings for all. Load: {tool}, in a "
-             f"separate process on loopback (client and server share the cores, and the machine was shared "
-             f"with other jobs), one row per request, keep-alive connections = concurrency. Each cell ran "
+             f"separate process on loopback (client and server share the cores), one row per request, keep-alive connections = concurrency. Each cell ran "
              f"{args.repeats} times, interleaved (server order rotated every round); the table shows the "
              f"median: req/s, then p50 / p99 latency in ms.", ""]
     ratios = {}
@@ -373,8 +372,10 @@ Reading it:
   threads not spinning between runs. With one intra-op thread batching off got slower (its batch-1
   runs lose the second core) while batching on did not, so the defaults are the fair setting for
   batching off.
-- The machine is small (2 cores for wrk, server and onnxruntime together) and was shared with
-  other jobs, so single runs vary by 20-40%; medians of interleaved rounds are what to compare.
+- The machine is small (2 cores for wrk, server and onnxruntime together) and is often shared
+  with other jobs, so single runs vary by 20-40%; medians of interleaved rounds are what to compare.
+  (An earlier run taken while training jobs shared the machine gave 2.58x for the MLP and 1.70x
+  for the CNN: the CNN ratio needs the cores to itself.)
   p99 at c=64 is dominated by queueing (64 requests in flight on 2 cores)."""
 
 
