@@ -59,10 +59,10 @@ def sklearn_references(spec) -> dict[str, float]:
         return x, y.reshape(len(y), -1)[:, 0] if spec.task != "classification" else y
     (xtr, ytr), (xte, yte) = raw(data.train), raw(data.test)
     if spec.task == "regression":
-        models = {"sklearn MLP": make_pipeline(StandardScaler(), MLPRegressor((100,), max_iter=2000, random_state=0)),
+        models = {"sklearn MLP": make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(100,), max_iter=2000, random_state=0)),
                   "gradient boosting": HistGradientBoostingRegressor(random_state=0)}
         return {name: float(m.fit(xtr, ytr).score(xte, yte)) for name, m in models.items()}
-    models = {"sklearn MLP": make_pipeline(StandardScaler(), MLPClassifier((100,), max_iter=2000, random_state=0)),
+    models = {"sklearn MLP": make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(100,), max_iter=2000, random_state=0)),
               "gradient boosting": HistGradientBoostingClassifier(random_state=0)}
     return {name: 100 * float(m.fit(xtr, ytr.astype(int)).score(xte, yte.astype(int))) for name, m in models.items()}
 
