@@ -24,7 +24,7 @@ def _type_name(tp) -> str:
     if origin is typing.Annotated:
         return _type_name(get_args(tp)[0])
     if origin is typing.Literal:
-        return " \\| ".join(f"`{a}`" for a in get_args(tp))
+        return " \\| ".join(f"`{str(a).lower() if isinstance(a, bool) else a}`" for a in get_args(tp))  # YAML spells true/false
     if origin in (typing.Union, __import__("types").UnionType):
         args = get_args(tp)
         if any(isinstance(a, type) and issubclass(a, BaseModel) and "type" in a.model_fields for a in args):
