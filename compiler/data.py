@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from .base import Pair, PositiveInt, Shape, StrictModel
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IN_MEMORY_LIMIT = 2 * 1024**3  # bytes of decoded float32 images above which `in_memory: auto` streams from disk
 
 
 class DataError(ValueError):
@@ -40,6 +41,7 @@ class RawData(DataInfo):
     x: np.ndarray = field(default=None)
     y: np.ndarray = field(default=None)
     fixed_test: tuple[np.ndarray, np.ndarray] | None = None  # a source's own test split (mnist1d)
+    files: list[Path] | None = None  # streamed image folders: sample i is decode_image(files[i], ...); x is None
 
 
 def encode_labels(values) -> tuple[list[str], np.ndarray]:
@@ -219,6 +221,20 @@ class NpzSource(_Source):
         return RawData(shape=x.shape[1:], labels=labels, x=x, y=idx)
 
 
+def decode_image(file: Path, size: tuple[int, int], color: str) -> np.ndarray:
+    """One image file as raw float32 pixels 0..255 in (C, H, W): converted to the color mode, resized bilinearly."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as img:
+            img = img.convert("L" if color == "grayscale" else "RGB")
+            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            arr = np.asarray(img, dtype=np.float32)
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{file}: not a readable image ({e.__class__.__name__})") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
 class ImageFolderSource(_Source):
     """A folder with one subfolder of images per class, decoded with Pillow and resized."""
 
@@ -226,6 +242,7 @@ class ImageFolderSource(_Source):
     path: str
     image_size: Pair[PositiveInt]
     color: Literal["grayscale", "rgb"] = "rgb"
+    in_memory: Literal["auto", True, False] = "auto"  # true: decode all up front; false: stream batches from disk; auto: stream above IN_MEMORY_LIMIT
 
     @model_validator(mode="before")
     @classmethod
@@ -251,27 +268,28 @@ class ImageFolderSource(_Source):
     def describe(self, base: Path, task: str) -> DataInfo:
         return DataInfo(**self._info(self._classes(base)[1]))
 
-    def load(self, base: Path, task: str) -> RawData:
-        from PIL import Image, UnidentifiedImageError
+    def streams(self, count: int) -> bool:
+        """Whether `count` images are read from disk batch by batch rather than decoded into memory up front."""
+        if self.in_memory == "auto":
+            channels = 1 if self.color == "grayscale" else 3
+            return count * channels * self.image_size[0] * self.image_size[1] * 4 > IN_MEMORY_LIMIT
+        return not self.in_memory
 
+    def load(self, base: Path, task: str) -> RawData:
+        """Every image decoded into x; or, when streaming, the file list alone (sorted, class by class)."""
         root, classes = self._classes(base)
-        xs, ys = [], []
+        files, ys = [], []
         for index, name in enumerate(classes):
             for file in sorted((root / name).iterdir()):
-                if file.suffix.lower() not in IMAGE_SUFFIXES:
-                    continue
-                try:
-                    with Image.open(file) as img:
-                        img = img.convert("L" if self.color == "grayscale" else "RGB")
-                        img = img.resize((self.image_size[1], self.image_size[0]), Image.Resampling.BILINEAR)
-                        arr = np.asarray(img, dtype=np.float32)
-                except (UnidentifiedImageError, OSError) as e:
-                    raise DataError(f"{file}: not a readable image ({e.__class__.__name__})") from None
-                xs.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
-                ys.append(index)
-        if not xs:
+                if file.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append(file)
+                    ys.append(index)
+        if not files:
             raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root}", "path")
-        return RawData(**self._info(classes), x=np.stack(xs), y=np.array(ys, dtype=np.int64))
+        y = np.array(ys, dtype=np.int64)
+        if self.streams(len(files)):
+            return RawData(**self._info(classes), y=y, files=files)
+        return RawData(**self._info(classes), x=np.stack([decode_image(f, self.image_size, self.color) for f in files]), y=y)
 
 
 DataSource = Annotated[Union[BuiltinSource, CsvSource, ParquetSource, NpzSource, ImageFolderSource], Field(discriminator="type")]

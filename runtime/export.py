@@ -202,8 +202,6 @@ def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | 
 
 def _parity_rows(spec: Spec, info: DataInfo, run_dir: Path, limit: int = 1024) -> np.ndarray:
     """Raw validation rows (up to 1024), in the data's own layout; random rows when the run has none."""
-    from .data import prepare_data
+    from .data import raw_rows
 
-    data = prepare_data(spec, "cpu")
-    rows = data.validation_raw if data.validation_raw is not None else data.raw.x
-    return np.ascontiguousarray(rows[:limit], dtype=np.float32)
+    return np.ascontiguousarray(raw_rows(spec, limit), dtype=np.float32)

@@ -1,4 +1,5 @@
-"""The training loop: one function, data resident on the device, batches by shuffled index slices."""
+"""The training loop: one function; batches are shuffled index slices, gathered on the device for resident
+data or decoded by a DataLoader for a streamed image folder."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from nnspec.compiler.metrics import metric_mode
 from nnspec.compiler.spec import Spec
 
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .data import Normalizer, Prepared, Split, prepare_data
+from .data import Normalizer, Prepared, Split, StreamedSplit, prepare_data
 from .distributed import Dist, init_distributed, shutdown
 from .files import atomic_write_json
 from .metrics import compute_metrics, probabilities
@@ -81,12 +82,14 @@ def autocast(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32", batch: int = 1024) -> torch.Tensor:
-    """Eval-mode outputs for x, in float32."""
+def predict_logits(model: torch.nn.Module, x: torch.Tensor | Split | StreamedSplit, precision: str = "fp32",
+                   batch: int = 1024) -> torch.Tensor:
+    """Eval-mode outputs for x (a tensor, or a split's inputs), in float32."""
     was_training = model.training
     model.eval()
+    chunks = x.inputs(batch) if isinstance(x, (Split, StreamedSplit)) else (x[i : i + batch] for i in range(0, len(x), batch))
     with autocast(x.device, precision):
-        out = torch.cat([model(x[i : i + batch]).float() for i in range(0, len(x), batch)])
+        out = torch.cat([model(xb).float() for xb in chunks])
     model.train(was_training)
     return out
 
@@ -110,9 +113,9 @@ def weight_penalty(weights: list[torch.Tensor], l2: float, l1: float) -> torch.T
     return total
 
 
-def evaluate_split(spec: Spec, model, loss_fn, split: Split, y_norm: Normalizer | None, precision: str) -> dict[str, float]:
+def evaluate_split(spec: Spec, model, loss_fn, split: Split | StreamedSplit, y_norm: Normalizer | None, precision: str) -> dict[str, float]:
     """Loss and task metrics on one split."""
-    logits = predict_logits(model, split.x, precision)
+    logits = predict_logits(model, split, precision)
     metrics = {"loss": float(loss_fn(logits, split.y))}
     metrics.update(compute_metrics(spec.task, logits, split.y, y_norm))
     return metrics
@@ -187,16 +190,14 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
             # Every rank draws the same permutation (seeded by epoch) and keeps its own stride of it.
             perm = (torch.randperm(len(data.train), generator=torch.Generator().manual_seed(tr.seed * 100_003 + epoch))
                     if tr.shuffle else torch.arange(len(data.train)))
-            perm = perm[d.rank :: d.world][:shard].to(dev)
+            perm = perm[d.rank :: d.world][:shard]
             loss_sum = torch.zeros((), device=dev)
-            for sl in slices:
-                idx = perm[sl]
-                xb, yb = data.train.x[idx], data.train.y[idx]
+            for xb, yb in data.train.batches(perm, slices):
                 for aug in augment:
                     xb, yb = aug(xb, yb)
                 with autocast(dev, tr.precision):
                     loss = loss_fn(model(xb).float(), yb)
-                loss_sum += loss.detach() * len(idx)
+                loss_sum += loss.detach() * len(xb)
                 if tr.regularization.l2 or tr.regularization.l1:
                     loss = loss + weight_penalty(weights, tr.regularization.l2, tr.regularization.l1)
                 optimizer.zero_grad(set_to_none=True)
@@ -288,6 +289,6 @@ def _plots(spec: Spec, net, data: Prepared, history: list[dict], run_dir: Path, 
     if spec.task != "regression":
         split, name = (data.test, "test") if data.test is not None else (data.validation, "validation")
         if split is not None:
-            probs = probabilities(spec.task, predict_logits(net, split.x, precision))
+            probs = probabilities(spec.task, predict_logits(net, split, precision))
             plot_confusion(run_dir / "confusion.png", split.y.view(-1).long().cpu().numpy(), probs.argmax(1).cpu().numpy(),
                            data.raw.labels, f"{spec.name}: {name} split")
