@@ -182,6 +182,8 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
                 "scheduler": schedule.state_dict() if schedule else {}, "scaler": scaler.state_dict(), "rng": rng_state(),
                 "history": history, "tracker": tracker, "preprocessing": _preprocessing(data)}
 
+    amp = autocast(dev, tr.precision)
+    batch_sizes = torch.tensor([sl.stop - sl.start for sl in slices], dtype=torch.float64, device=dev)
     epoch = finished = start_epoch - 1
     try:
         for epoch in range(start_epoch, tr.epochs + 1):
@@ -191,13 +193,13 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
             perm = (torch.randperm(len(data.train), generator=torch.Generator().manual_seed(tr.seed * 100_003 + epoch))
                     if tr.shuffle else torch.arange(len(data.train)))
             perm = perm[d.rank :: d.world][:shard]
-            loss_sum = torch.zeros((), device=dev)
+            losses = []  # kept on the device: reading a loss every step would wait for the device
             for xb, yb in data.train.batches(perm, slices):
                 for aug in augment:
                     xb, yb = aug(xb, yb)
-                with autocast(dev, tr.precision):
+                with amp:
                     loss = loss_fn(model(xb).float(), yb)
-                loss_sum += loss.detach() * len(xb)
+                losses.append(loss.detach())
                 if tr.regularization.l2 or tr.regularization.l1:
                     loss = loss + weight_penalty(weights, tr.regularization.l2, tr.regularization.l1)
                 optimizer.zero_grad(set_to_none=True)
@@ -210,7 +212,8 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
                 if schedule:
                     schedule.step_batch()
 
-            total, count = d.all_sum([float(loss_sum), float(shard)], dev)  # float() waits for the device
+            loss_sum = float(torch.stack(losses).double() @ batch_sizes) if losses else 0.0  # float() waits for the device
+            total, count = d.all_sum([loss_sum, float(shard)], dev)
             train_seconds = time.perf_counter() - t0  # the optimization alone, before evaluation
             row = {"epoch": epoch, "train_loss": total / count}
             train_metrics = evaluate_split(spec, net, loss_fn, data.train, data.y_norm, tr.precision)
