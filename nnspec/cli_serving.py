@@ -93,6 +93,8 @@ def _csv_instances(file: Path, session) -> list:
                     if name not in row:
                         _fail(f"{file}: no column {name!r} (model features: {[f['name'] for f in session.features]})")
                     value = row[name]
+                    if value is None:  # csv.DictReader's filler for a row shorter than the header
+                        _fail(f"{file}:{i + 2}: column {name!r}: missing (the row has fewer fields than the header)")
                     if feature.get("type") != "categorical":
                         try:
                             value = float(value)
