@@ -24,6 +24,13 @@ def test_schema_file_is_up_to_date():
     assert result.stdout == SCHEMA.read_text(encoding="utf-8"), "run: nnspec schema > schema/nnspec.schema.json"
 
 
+def test_spec_reference_is_up_to_date():
+    from nnspec.compiler.reference import reference_markdown
+
+    assert reference_markdown() == (REPO / "docs" / "SPEC_REFERENCE.md").read_text(encoding="utf-8"), \
+        "run: python -m nnspec.compiler.reference > docs/SPEC_REFERENCE.md"
+
+
 def test_schema_is_closed_and_discriminated():
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     assert schema["additionalProperties"] is False
