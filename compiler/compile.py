@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .base import shape_str
 from .data import DataInfo
 from .errors import format_path
 from .layers import build_chain
@@ -35,8 +34,3 @@ def summarize(spec: Spec, info: DataInfo) -> dict:
 
     total = walk(spec.model.layers, input_shape(spec, info), ("model", "layers"), spec.model.init)
     return {"input_shape": list(input_shape(spec, info)), "layers": rows, "total_params": total}
-
-
-def format_shape(shape) -> str:
-    """Shape for tables."""
-    return shape_str(shape)

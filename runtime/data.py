@@ -182,7 +182,6 @@ class Prepared:
     x_norm: Normalizer
     y_norm: Normalizer | None  # regression targets, when normalize_target
     train_targets: np.ndarray  # raw training labels/targets (class weights need them)
-    validation_raw: np.ndarray | None  # raw validation inputs (resident data only; see raw_rows)
 
     task: str = "classification"
 
@@ -274,5 +273,4 @@ def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
 
     return Prepared(raw=raw, train=to_split(train_idx), validation=to_split(val_idx),
                     test=to_split(None, raw.fixed_test) if raw.fixed_test is not None else to_split(test_idx),
-                    x_norm=x_norm, y_norm=y_norm, train_targets=y_train,
-                    validation_raw=x[val_idx] if x is not None and len(val_idx) else None, task=spec.task)
+                    x_norm=x_norm, y_norm=y_norm, train_targets=y_train, task=spec.task)

@@ -20,10 +20,12 @@ from nnspec.compiler.rules import input_shape
 from nnspec.compiler.spec import Spec
 
 from .checkpoint import load_checkpoint
+from .data import raw_rows
 from .repository import publish_version, write_config_pbtxt
 from .rundir import load_run, spec_hash
 
 PARITY_BATCHES = (1, 7, 64)
+PARITY_ROWS = 1024  # raw validation rows (the first samples without a validation split)
 
 
 class ExportError(RuntimeError):
@@ -186,7 +188,7 @@ def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | 
     state = load_checkpoint(run_weights(run_dir, spec))
     model = serving_model(spec, info, state)
     onnx_bytes = to_onnx(model, info.shape, spec.task, spec.export.opset)
-    rows = _parity_rows(spec, info, run_dir)
+    rows = np.ascontiguousarray(raw_rows(spec, PARITY_ROWS), dtype=np.float32)  # raw validation rows
     parity = check_parity(onnx_bytes, model, rows, spec.task, spec.export.atol)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
     versions = {**summary.get("versions", {}), "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
@@ -198,10 +200,3 @@ def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | 
     manifest["version"] = number
     write_config_pbtxt(repo, spec.name, manifest)
     return Exported(path, number, parity)
-
-
-def _parity_rows(spec: Spec, info: DataInfo, run_dir: Path, limit: int = 1024) -> np.ndarray:
-    """Raw validation rows (up to 1024), in the data's own layout; random rows when the run has none."""
-    from .data import raw_rows
-
-    return np.ascontiguousarray(raw_rows(spec, limit), dtype=np.float32)

@@ -372,8 +372,7 @@ def quick_runs(monkeypatch):
     slices = train_module.batch_slices
     monkeypatch.setattr(train_module, "batch_slices", lambda n, size: slices(n, size)[:2])
     monkeypatch.setattr(train_module, "_plots", lambda *args: None)
-    rows = export_module._parity_rows
-    monkeypatch.setattr(export_module, "_parity_rows", lambda spec, info, run_dir, limit=70: rows(spec, info, run_dir, 70))
+    monkeypatch.setattr(export_module, "PARITY_ROWS", 70)
 
 
 def test_every_example_exports_a_valid_triton_config(h, tmp_path, cached_mnist1d, quick_runs):
