@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Mapping
 
+from .files import atomic_write_text
+
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "nnspec.json"
 CONFIG_FILE = "config.pbtxt"
@@ -241,14 +243,4 @@ def write_config_pbtxt(repo: str | os.PathLike, name: str, manifest: dict) -> Pa
     folder = model_dir(repo, name)
     folder.mkdir(parents=True, exist_ok=True)
     config = triton_config(manifest) | {"name": name}
-    text = _pbtxt_fields(config, "")
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, folder / CONFIG_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return folder / CONFIG_FILE
+    return atomic_write_text(folder / CONFIG_FILE, _pbtxt_fields(config, ""))

@@ -138,3 +138,4 @@ def test_config_pbtxt_parses_as_triton_model_config(tmp_path):
     # The JSON form served at /v2/models/<name>/config is the same message.
     assert json_format.ParseDict(r.triton_config(CLASSIFIER), pb2.ModelConfig()) == config
     assert [p.name for p in tmp_path.joinpath("digits").iterdir()] == ["config.pbtxt"]
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by a Triton server running as another user
