@@ -21,7 +21,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 
 from nnspec.compiler import load_spec_with_data
 from nnspec.compiler.compile import summarize

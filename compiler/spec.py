@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .augmentation import AugmentationSpec
-from .base import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, StrictModel
+from .base import NonNegativeFloat, PositiveFloat, PositiveInt, Probability, StrictModel
 from .data import DataSource
 from .layers import InitSpec, LayerSpec
 from .losses import LossSpec

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnspec.compiler import SpecError, load_spec, load_spec_with_data
+from nnspec.compiler import SpecError, load_spec
 
 __all__ = ["SpecError", "load_spec", "compile_model", "train", "export", "create_app"]
 

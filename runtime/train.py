@@ -4,7 +4,6 @@ data or decoded by a DataLoader for a streamed image folder."""
 from __future__ import annotations
 
 import contextlib
-import math
 import platform
 import random
 import time

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ..base import PositiveInt, Shape, shape_str
 from ..errors import ShapeError
