@@ -16,8 +16,10 @@ from nnspec.compiler.errors import SpecError
 def _errors():
     """The exceptions that end a command with a one-line message instead of a traceback."""
     from nnspec.compiler.data import DataError
+    from nnspec.runtime.repository import RepositoryError
 
-    return (SpecError, DataError, RuntimeError, FileNotFoundError)
+    # OSError: unwritable runs/ or models/, a full disk; RuntimeError covers ExportError and device errors.
+    return (SpecError, DataError, RepositoryError, RuntimeError, OSError)
 
 
 def _progress(quiet: bool):
@@ -101,7 +103,9 @@ def train(
             exported = export_run(result.run_dir, repo)
             summary["export"] = {"path": str(exported.path), "version": exported.version, "parity": exported.parity}
     except TrainingInterrupted as e:
-        fail(f"interrupted after epoch {e.epoch}; resume with: nnspec train --resume {e.run_dir}", 130)
+        if e.epoch and e.run_dir is not None:
+            fail(f"interrupted after epoch {e.epoch}; resume with: nnspec train --resume {e.run_dir}", 130)
+        fail("interrupted before the first epoch finished; nothing to resume", 130)
     except _errors() as e:
         fail(str(e) if isinstance(e, SpecError) else f"error: {e}")
     if as_json:

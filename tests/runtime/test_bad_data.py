@@ -98,3 +98,14 @@ def test_a_bad_image_found_only_while_training_fails_cleanly_in_a_real_process(h
 def test_a_missing_spec_file_exits_2(h, tmp_path):
     result = h.cli(["train", tmp_path / "nope.yaml", "--no-export"])
     assert result.exit_code == 2 and "cannot read spec" in result.stderr and "Traceback" not in result.output
+
+
+def test_an_unwritable_runs_dir_exits_2_with_one_line(h, tmp_path):
+    blocker = tmp_path / "runs"
+    blocker.write_text("a file where the runs folder should be")
+    spec = h.SPECS / "iris.yaml"
+    result = h.cli(["train", spec, "--runs-dir", blocker, "--no-export", "--quiet", "--set", "training.epochs=1"])
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
