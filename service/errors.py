@@ -19,6 +19,17 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def json_object(body: bytes, what: str = "request body", status: int = 400) -> dict:
+    """body parsed as a JSON object, or an ApiError saying which part of the request was wrong."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, f"{what} is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiError(status, f"{what} must be a JSON object")
+    return payload
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     """A JSON error response."""
     return Response(orjson.dumps({"error": message}), status_code=status,

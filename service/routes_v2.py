@@ -22,7 +22,7 @@ from nnspec.runtime.repository import RepositoryError, check_name, check_version
 from nnspec.runtime.session import InputError, ModelSession
 
 from .deps import State, leased_model, require_api_key
-from .errors import ApiError
+from .errors import ApiError, json_object
 from .routes_v1 import json_response
 from .schemas import (ErrorResponse, InferRequest, InferResponse, ModelMetadata, RepositoryEntry,
                       ServerMetadata, json_body)
@@ -144,12 +144,7 @@ def _parse_infer(body: bytes, header_length: str | None, session: ModelSession,
             raise ApiError(400, f"Inference-Header-Content-Length {header_length!r} does not fit the "
                                 f"{len(body)}-byte body")
         body, binary = body[:int(header_length)], memoryview(body)[int(header_length):]
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "inference request header is not valid JSON") from None
-    if not isinstance(request, dict):
-        raise ApiError(400, "inference request must be a JSON object")
+    request = json_object(body, "inference request header")
     if "id" in request and not isinstance(request["id"], str):
         raise ApiError(400, "id must be a string")
     parameters = request.get("parameters") or {}
@@ -282,13 +277,7 @@ async def _optional_json(request: Request) -> dict:
     body = await request.body()
     if not body.strip():
         return {}
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "request body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise ApiError(400, "request body must be a JSON object")
-    return payload
+    return json_object(body)
 
 
 @router.post("/v2/repository/index", response_model=list[RepositoryEntry], summary="Repository index")
