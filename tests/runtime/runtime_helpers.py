@@ -74,6 +74,19 @@ def load(folder: Path, data: dict | str, overrides=(), name: str = "spec.yaml"):
     return load_spec(spec_file(folder, data, name), list(overrides))
 
 
+def image_spec(folder: Path, epochs: int):
+    """A small conv net over the PNG folder `folder/images` (see image_folder), loaded."""
+    return load(folder, {
+        "version": 1, "name": "patterns", "task": "classification",
+        "data": {"source": {"type": "image_folder", "path": "images", "image_size": 16, "color": "grayscale"},
+                 "split": {"validation": 0.2, "test": 0.2, "stratify": True}},
+        "model": {"layers": [{"type": "conv2d", "out_channels": 8, "kernel_size": 3}, {"type": "relu"},
+                             {"type": "global_avg_pool"}, {"type": "linear", "out_features": 3}]},
+        "training": {"epochs": epochs, "batch_size": 16, "loss": {"type": "cross_entropy"},
+                     "optimizer": {"type": "adam", "lr": 0.03}},
+    })
+
+
 # --- data on disk -------------------------------------------------------------------------
 
 COLORS = ["blue", "green", "red"]

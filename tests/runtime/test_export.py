@@ -242,14 +242,7 @@ def test_image_folder_model_answers_png_files(h, tmp_path):
     from PIL import Image
 
     root = h.image_folder(tmp_path / "images", per_class=30)
-    spec = h.load(tmp_path, {
-        "version": 1, "name": "patterns", "task": "classification",
-        "data": {"source": {"type": "image_folder", "path": "images", "image_size": 16, "color": "grayscale"},
-                 "split": {"validation": 0.2, "test": 0.2, "stratify": True}},
-        "model": {"layers": [{"type": "conv2d", "out_channels": 8, "kernel_size": 3}, {"type": "relu"},
-                             {"type": "global_avg_pool"}, {"type": "linear", "out_features": 3}]},
-        "training": {"epochs": 30, "batch_size": 16, "loss": {"type": "cross_entropy"}, "optimizer": {"type": "adam", "lr": 0.03}},
-    })
+    spec = h.image_spec(tmp_path, epochs=30)
     result = train(spec, runs_dir=tmp_path / "runs", device="cpu")
     exported = export_run(result.run_dir, tmp_path / "models")
     assert json.loads((exported.path / "nnspec.json").read_text())["image"] == {"size": [16, 16], "color": "grayscale"}

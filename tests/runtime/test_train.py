@@ -664,14 +664,7 @@ def test_parquet_source_trains_like_the_csv(h, tmp_path):
 
 def test_image_folder_trains_above_chance(h, tmp_path):
     root = h.image_folder(tmp_path / "images", per_class=30)
-    spec = h.load(tmp_path, {
-        "version": 1, "name": "patterns", "task": "classification",
-        "data": {"source": {"type": "image_folder", "path": "images", "image_size": 16, "color": "grayscale"},
-                 "split": {"validation": 0.2, "test": 0.2, "stratify": True}},
-        "model": {"layers": [{"type": "conv2d", "out_channels": 8, "kernel_size": 3}, {"type": "relu"},
-                             {"type": "global_avg_pool"}, {"type": "linear", "out_features": 3}]},
-        "training": {"epochs": 40, "batch_size": 16, "loss": {"type": "cross_entropy"}, "optimizer": {"type": "adam", "lr": 0.03}},
-    })
+    spec = h.image_spec(tmp_path, epochs=40)
     assert spec.data.source.path == str(root)  # made absolute, relative to the spec file
     result, _ = fit(spec)
     raw = result.data.raw
