@@ -7,8 +7,6 @@ import math
 import numpy as np
 import torch
 
-from nnspec.compiler.metrics import TASK_METRICS  # noqa: F401  (the names these functions produce)
-
 
 def probabilities(task: str, logits: torch.Tensor) -> torch.Tensor:
     """Class probabilities (N, K); binary gives (N, 2) as [1 - p, p]."""
