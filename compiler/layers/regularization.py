@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..base import PositiveFloat, Probability, Shape
 from .base import InitSpec, LayerBase, expect_rank
@@ -13,44 +13,34 @@ class DropoutSpec(LayerBase):
 
     type: Literal["dropout"]
     p: Probability = 0.5
+    _module: ClassVar[str] = "Dropout"
+    _channels: ClassVar[tuple[int, str] | None] = None  # (rank, layout) of the maps whose channels drop whole
 
     def output_shape(self, in_shape: Shape) -> Shape:
+        if self._channels:
+            expect_rank(in_shape, (self._channels[0],), self._channels[1])
         return tuple(in_shape)
 
     def build(self, in_shape: Shape, init: InitSpec | None = None):
         import torch.nn as nn
 
-        return nn.Dropout(self.p)
+        return getattr(nn, self._module)(self.p)
 
 
 class Dropout1dSpec(DropoutSpec):
     """Zeroes whole channels of (C, L) with probability p while training."""
 
     type: Literal["dropout1d"]
-
-    def output_shape(self, in_shape: Shape) -> Shape:
-        expect_rank(in_shape, (2,), "(C, L)")
-        return tuple(in_shape)
-
-    def build(self, in_shape: Shape, init: InitSpec | None = None):
-        import torch.nn as nn
-
-        return nn.Dropout1d(self.p)
+    _module: ClassVar[str] = "Dropout1d"
+    _channels: ClassVar[tuple[int, str] | None] = (2, "(C, L)")
 
 
 class Dropout2dSpec(DropoutSpec):
     """Zeroes whole channels of (C, H, W) with probability p while training."""
 
     type: Literal["dropout2d"]
-
-    def output_shape(self, in_shape: Shape) -> Shape:
-        expect_rank(in_shape, (3,), "(C, H, W)")
-        return tuple(in_shape)
-
-    def build(self, in_shape: Shape, init: InitSpec | None = None):
-        import torch.nn as nn
-
-        return nn.Dropout2d(self.p)
+    _module: ClassVar[str] = "Dropout2d"
+    _channels: ClassVar[tuple[int, str] | None] = (3, "(C, H, W)")
 
 
 class BatchNormSpec(LayerBase):
