@@ -1,8 +1,8 @@
 """The MNIST-1D reproduction specs train exactly the authors' recipe (bench/mnist1d_reference.py)."""
 
-import importlib.util
 from pathlib import Path
 
+import mnist1d_reference as reference
 import pytest
 import torch
 
@@ -12,16 +12,8 @@ from nnspec.runtime.train import train
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _reference():
-    spec = importlib.util.spec_from_file_location("mnist1d_reference", ROOT / "bench" / "mnist1d_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("name", ["logreg", "mlp", "cnn", "gru"])
 def test_reproduction_spec_trains_the_same_weights_as_the_plain_loop(name):
-    reference = _reference()
     spec, _ = load_spec_with_data(str(ROOT / "specs" / "mnist1d" / f"{name}.yaml"),
                                   ["training.epochs=2", "training.seed=3", "training.device=cpu"])
     ours = train(spec, write=False).model

@@ -1,23 +1,16 @@
 """A real `serve` process on 127.0.0.1: V1 over HTTP, V2 JSON and binary via tritonclient.http."""
 
-import importlib.util
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
+import onnx_fixtures as fx
 import pytest
-
-_spec = importlib.util.spec_from_file_location(
-    "onnx_fixtures", Path(__file__).parents[1] / "service" / "onnx_fixtures.py")
-fx = sys.modules.setdefault("onnx_fixtures", importlib.util.module_from_spec(_spec))
-if not hasattr(fx, "build_repo"):
-    _spec.loader.exec_module(fx)
 
 # The CLI as users get it once `nnspec.cli` registers these commands.
 CLI = ("import typer; from nnspec.cli_serving import register; app = typer.Typer(); "

@@ -1,15 +1,9 @@
 """Shared fixtures for the runtime (training, export) tests."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
-
-_spec = importlib.util.spec_from_file_location("runtime_helpers", Path(__file__).with_name("runtime_helpers.py"))
-_helpers = sys.modules.setdefault("runtime_helpers", importlib.util.module_from_spec(_spec))
-if not hasattr(_helpers, "base_spec"):
-    _spec.loader.exec_module(_helpers)
+import runtime_helpers as _helpers
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,10 @@
 import base64
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
+import onnx_fixtures as fx
 import pytest
 
 from nnspec.runtime.session import InputError, ModelSession
-
-_spec = importlib.util.spec_from_file_location(
-    "onnx_fixtures", Path(__file__).parents[1] / "service" / "onnx_fixtures.py")
-fx = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("onnx_fixtures", fx)
-_spec.loader.exec_module(fx)
-
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):

@@ -1,25 +1,11 @@
 """Shared fixtures: torch-free model repositories (onnx.helper) and apps over them."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
+import onnx_fixtures as fx
 import pytest
 from fastapi.testclient import TestClient
 
 from nnspec.service.app import create_app
 from nnspec.service.settings import Settings
-
-_spec = importlib.util.spec_from_file_location("onnx_fixtures", Path(__file__).with_name("onnx_fixtures.py"))
-fx = sys.modules.setdefault("onnx_fixtures", importlib.util.module_from_spec(_spec))
-if not hasattr(fx, "build_repo"):
-    _spec.loader.exec_module(fx)
-
-
-@pytest.fixture(scope="session")
-def fixtures():
-    """The onnx_fixtures module (model builders and numpy references)."""
-    return fx
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import time
 
 import httpx
 import numpy as np
-import onnx_fixtures as fx  # registered by conftest.py
+import onnx_fixtures as fx
 import pytest
 
 from nnspec.runtime.session import ModelSession

@@ -4,7 +4,7 @@ import base64
 
 import numpy as np
 import pytest
-import onnx_fixtures as fx  # registered by conftest.py
+import onnx_fixtures as fx
 
 
 def test_predict_matches_the_model(client):

@@ -3,7 +3,7 @@
 import json
 
 import numpy as np
-import onnx_fixtures as fx  # registered by conftest.py
+import onnx_fixtures as fx
 import pytest
 
 from nnspec.runtime.repository import triton_config
