@@ -6,9 +6,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-import pytest
-import torch
 
 from nnspec.runtime.data import prepare_data
 from nnspec.runtime.train import train

@@ -241,7 +241,7 @@ def test_csv_model_manifest_describes_the_raw_table(h, table_model):
 def test_image_folder_model_answers_png_files(h, tmp_path):
     from PIL import Image
 
-    root = h.image_folder(tmp_path / "images", per_class=30)
+    h.image_folder(tmp_path / "images", per_class=30)
     spec = h.image_spec(tmp_path, epochs=30)
     result = train(spec, runs_dir=tmp_path / "runs", device="cpu")
     exported = export_run(result.run_dir, tmp_path / "models")

@@ -1,27 +1,39 @@
 """Hot reload: a new version is served after `load` or a poll, with no failed request meanwhile."""
 
+import contextlib
 import threading
 import time
 
 import numpy as np
-import onnx_fixtures as fx  # registered by conftest.py
+import onnx_fixtures as fx
 
 X = np.array([[1.0, -2.0, 0.5]], np.float32)
 BODY = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": X.ravel().tolist()}]}
 
 
-def hammer(client, stop, results):
-    while not stop.is_set() and len(results) < 5000:
-        r = client.post("/v2/models/housing/infer", json=BODY)
-        results.append((r.status_code, r.json().get("model_version"), r.json().get("outputs")))
+@contextlib.contextmanager
+def hammered(client, threads=4):
+    """`threads` clients post inferences until the block ends; yields the (status, version, outputs) they got."""
+    stop, results = threading.Event(), []
+
+    def hammer():
+        while not stop.is_set() and len(results) < 5000:
+            r = client.post("/v2/models/housing/infer", json=BODY)
+            results.append((r.status_code, r.json().get("model_version"), r.json().get("outputs")))
+
+    workers = [threading.Thread(target=hammer) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        for t in workers:
+            t.join()
 
 
 def test_load_under_load_switches_versions_with_zero_failures(repo, client_for):
-    with client_for(repo, max_versions=1) as client:
-        stop, results = threading.Event(), []
-        threads = [threading.Thread(target=hammer, args=(client, stop, results)) for _ in range(4)]
-        for t in threads:
-            t.start()
+    with client_for(repo, max_versions=1) as client, hammered(client) as results:
         time.sleep(0.3)
         fx.publish(repo, "housing", seed=2)
         assert client.post("/v2/repository/models/housing/load").json()["versions"] == ["2"]
@@ -29,9 +41,6 @@ def test_load_under_load_switches_versions_with_zero_failures(repo, client_for):
         client.post("/v2/repository/models/housing/unload")  # in-flight ones finish; later: 404
         client.post("/v2/repository/models/housing/load")
         time.sleep(0.2)
-        stop.set()
-        for t in threads:
-            t.join()
     codes = {code for code, _, _ in results}
     versions = [v for _, v, _ in results if v]
     assert versions[0] == "1" and versions[-1] == "2" and set(versions) == {"1", "2"}
@@ -45,18 +54,12 @@ def test_load_under_load_switches_versions_with_zero_failures(repo, client_for):
 
 def test_switch_without_unload_fails_nothing(repo, client_for):
     with client_for(repo, max_versions=2) as client:
-        stop, results = threading.Event(), []
-        threads = [threading.Thread(target=hammer, args=(client, stop, results)) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for seed in (2, 3):
+        with hammered(client) as results:
+            for seed in (2, 3):
+                time.sleep(0.2)
+                fx.publish(repo, "housing", seed=seed)
+                client.post("/v2/repository/models/housing/load")
             time.sleep(0.2)
-            fx.publish(repo, "housing", seed=seed)
-            client.post("/v2/repository/models/housing/load")
-        time.sleep(0.2)
-        stop.set()
-        for t in threads:
-            t.join()
         assert {code for code, _, _ in results} == {200}
         assert {v for _, v, _ in results} == {"1", "2", "3"}
         assert client.get("/v2/models/housing").json()["versions"] == ["2", "3"]
