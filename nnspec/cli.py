@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -17,7 +17,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Validate, train, export and serve neural networks described by one YAML spec.")
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     """Print a one-line (or one-line-per-issue) error and exit without a traceback."""
     typer.echo(message, err=True)
     raise typer.Exit(code)
@@ -81,7 +81,10 @@ def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Writ
     else:
         from nnspec.runtime.files import atomic_write_text
 
-        atomic_write_text(out, text)
+        try:
+            atomic_write_text(out, text)
+        except OSError as e:
+            fail(f"error: cannot write {out}: {e.strerror or e}")
         typer.echo(f"wrote {out}")
 
 

@@ -11,12 +11,13 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
+from nnspec.cli import fail
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 
 
 def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+    fail(f"error: {message}")
 
 
 def serve(
@@ -68,7 +69,9 @@ def _open_session(model: str, repo: Path):
 
     path = Path(model)
     try:
-        if not (path.is_dir() and (path / "nnspec.json").is_file()):
+        if not (path / "nnspec.json").is_file():  # not a model version folder: NAME or NAME/VERSION in --repo
+            if path.is_absolute() or model.startswith("."):
+                raise RepositoryError(f"{path}: not an exported model version (no nnspec.json)")
             name, _, version = model.partition("/")
             number = version or latest_version(repo, name)
             if number is None:
@@ -149,7 +152,7 @@ def _read_inputs(files: list[Path], session):
 
 
 def predict(
-    model: Annotated[str, typer.Argument(help="NAME[/VERSION] in --repo, or a model version folder")],
+    model: Annotated[str, typer.Argument(help="NAME or NAME/VERSION in --repo, or a model version folder")],
     inputs: Annotated[list[Path], typer.Argument(help=".csv (named feature columns), .npy, .json or images")],
     repo: Annotated[Path, typer.Option(help="model repository")] = Path("models"),
     as_json: Annotated[bool, typer.Option("--json", help='print {"predictions": [...]}')] = False,

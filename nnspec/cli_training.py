@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -13,13 +13,15 @@ from nnspec.cli import app, fail
 from nnspec.compiler.errors import SpecError
 
 
-def _errors():
-    """The exceptions that end a command with a one-line message instead of a traceback."""
-    from nnspec.compiler.data import DataError
-    from nnspec.runtime.repository import RepositoryError
+# The exceptions that end a command with a one-line message instead of a traceback. ValueError covers
+# DataError, RepositoryError and an unreadable data.json/summary.json; RuntimeError covers ExportError and
+# device errors; OSError an unwritable runs/ or models/ or a full disk.
+ERRORS = (SpecError, ValueError, RuntimeError, OSError)
 
-    # OSError: unwritable runs/ or models/, a full disk; RuntimeError covers ExportError and device errors.
-    return (SpecError, DataError, RepositoryError, RuntimeError, OSError)
+
+def fail_on(error: Exception) -> NoReturn:
+    """End the command with the error's message (a SpecError's issues as they are, others prefixed)."""
+    fail(str(error) if isinstance(error, SpecError) else f"error: {error}")
 
 
 def _progress(quiet: bool):
@@ -71,21 +73,20 @@ def train(
 ) -> None:
     """Train a spec, write its run directory and export it to the model repository."""
     from nnspec.compiler import load_spec
+    from nnspec.runtime.rundir import load_run
     from nnspec.runtime.train import TrainingInterrupted
     from nnspec.runtime.train import train as run_training
 
     overrides = list(set_ or [])
     if device is not None:
         overrides.append(f"training.device={device}")
+    # Usage checks stay outside the try: fail() raises typer.Exit, a RuntimeError that ERRORS would catch.
+    if resume is not None and overrides:
+        fail("--set and --device cannot change a resumed run; its spec is fixed in its run directory")
+    if resume is None and spec is None:
+        fail("give a SPEC file, or --resume RUN_DIR")
     try:
-        if resume is not None:
-            if overrides:
-                fail("--set and --device cannot change a resumed run; its spec is fixed in its run directory")
-            parsed = load_spec(resume / "spec.yaml")
-        elif spec is None:
-            fail("give a SPEC file, or --resume RUN_DIR")
-        else:
-            parsed = load_spec(spec, overrides)
+        parsed = load_run(resume)[0] if resume is not None else load_spec(spec, overrides)
         progress, on_epoch = _progress(quiet or as_json)
         try:
             if progress:
@@ -106,8 +107,8 @@ def train(
         if e.epoch and e.run_dir is not None:
             fail(f"interrupted after epoch {e.epoch}; resume with: nnspec train --resume {e.run_dir}", 130)
         fail("interrupted before the first epoch finished; nothing to resume", 130)
-    except _errors() as e:
-        fail(str(e) if isinstance(e, SpecError) else f"error: {e}")
+    except ERRORS as e:
+        fail_on(e)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -130,8 +131,8 @@ def evaluate(
 
     try:
         metrics = evaluate_run(run_dir, split)
-    except _errors() as e:
-        fail(str(e) if isinstance(e, SpecError) else f"error: {e}")
+    except ERRORS as e:
+        fail_on(e)
     if as_json:
         typer.echo(json.dumps({"split": split, "metrics": metrics}))
         return
@@ -151,7 +152,7 @@ def export(
 
     try:
         exported = export_run(run_dir, repo, version=version, overwrite=overwrite)
-    except _errors() + (ValueError,) as e:
-        fail(str(e) if isinstance(e, SpecError) else f"error: {e}")
+    except ERRORS as e:
+        fail_on(e)
     worst = max(exported.parity.values()) if exported.parity else 0.0
     typer.echo(f"exported {exported.path} (version {exported.version}; parity max |diff| {worst:.2e})")
