@@ -77,11 +77,6 @@ class Normalizer:
         """As tensors, for checkpoints."""
         return {"shift": torch.from_numpy(np.ascontiguousarray(self.shift)), "scale": torch.from_numpy(np.ascontiguousarray(self.scale))}
 
-    @classmethod
-    def from_state(cls, state: dict) -> "Normalizer":
-        """Inverse of state()."""
-        return cls(state["shift"].numpy(), state["scale"].numpy())
-
 
 @dataclass
 class Split:

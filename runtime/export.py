@@ -21,8 +21,9 @@ from nnspec.compiler.spec import Spec
 
 from .checkpoint import load_checkpoint
 from .data import raw_rows
+from .metrics import probabilities
 from .repository import publish_version, write_config_pbtxt
-from .rundir import load_run, spec_hash
+from .rundir import data_info, load_run, spec_hash
 
 PARITY_BATCHES = (1, 7, 64)
 PARITY_ROWS = 1024  # raw validation rows (the first samples without a validation split)
@@ -57,11 +58,7 @@ class ServingModel(nn.Module):
         out = self.net(z)
         if self.task == "regression":
             return out * self.y_scale + self.y_shift
-        if self.task == "binary":
-            p = torch.sigmoid(out)
-            probs = torch.cat([1 - p, p], dim=1)
-        else:
-            probs = torch.softmax(out, dim=1)
+        probs = probabilities(self.task, out)
         return probs, probs.argmax(dim=1)
 
 
@@ -103,7 +100,7 @@ def check_parity(onnx_bytes: bytes, model: ServingModel, rows: np.ndarray, task:
     onnx.checker.check_model(onnx.load_from_string(onnx_bytes), full_check=True)
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     names = output_names(task)
-    worst = {n: 0.0 for n in names}
+    worst = {n: 0.0 for n in names if n != "class_index"}  # an argmax flips only on near-ties: the probabilities' gap counts
     with torch.no_grad():
         for bs in PARITY_BATCHES:
             for i in range(0, len(rows), bs):
@@ -116,11 +113,8 @@ def check_parity(onnx_bytes: bytes, model: ServingModel, rows: np.ndarray, task:
                     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                     raise ExportError(f"the ONNX graph fails on a batch of {len(chunk)}: {first}") from None
                 for name, a, b in zip(names, ours, theirs):
-                    if name == "class_index":  # an argmax flips only on near-ties; count it as a probability gap
-                        continue
-                    worst[name] = max(worst[name], float(np.max(np.abs(a.numpy().astype(np.float64) - b))))
-    if task != "regression":
-        worst.pop("class_index")
+                    if name in worst:
+                        worst[name] = max(worst[name], float(np.max(np.abs(a.numpy().astype(np.float64) - b))))
     bad = {n: d for n, d in worst.items() if not d <= atol}
     if bad:
         detail = ", ".join(f"output '{n}' max |diff| {d:.3g}" for n, d in bad.items())
@@ -165,9 +159,9 @@ def model_card(spec: Spec, info: DataInfo, manifest: dict, summary: dict) -> str
               "## Training", "",
               f"{summary.get('epochs_run', '?')} epochs of `{tr.optimizer.type}` (lr {tr.optimizer.lr}) on `{tr.loss.type}`, batch {tr.batch_size}"
               + (f", `{tr.scheduler.type}` schedule" if tr.scheduler else "") + f", seed {tr.seed}.", "",
-              "## Metrics", "", "| split | " + " | ".join(manifest["metrics"].get("test", {}) or manifest["metrics"].get("validation", {})) + " |"]
+              "## Metrics", ""]
     names = list(manifest["metrics"].get("test", {}) or manifest["metrics"].get("validation", {}))
-    lines.append("|---" * (len(names) + 1) + "|")
+    lines += ["| split | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for split in ("validation", "test"):
         values = manifest["metrics"].get(split) or {}
         if values:
@@ -184,7 +178,7 @@ def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | 
 
     run_dir = Path(run_dir)
     spec, data = load_run(run_dir)
-    info = DataInfo(shape=tuple(data["shape"]), labels=data["labels"], targets=data["targets"], features=data["features"], image=data["image"])
+    info = data_info(data)
     state = load_checkpoint(run_weights(run_dir, spec))
     model = serving_model(spec, info, state)
     onnx_bytes = to_onnx(model, info.shape, spec.task, spec.export.opset)

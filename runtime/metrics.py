@@ -16,6 +16,11 @@ def probabilities(task: str, logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=1)
 
 
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """Counts (k, k): rows the true class, columns the predicted one."""
+    return np.bincount(np.asarray(true) * k + np.asarray(pred), minlength=k * k).reshape(k, k)
+
+
 def compute_metrics(task: str, logits: torch.Tensor, y: torch.Tensor, y_norm=None) -> dict[str, float]:
     """accuracy, f1, precision, recall, log_loss (+ auc for binary); or mse, rmse, mae, r2."""
     if task == "regression":
@@ -29,18 +34,18 @@ def compute_metrics(task: str, logits: torch.Tensor, y: torch.Tensor, y_norm=Non
     true = y.cpu().numpy().reshape(-1).astype(np.int64)
     pred = probs.argmax(axis=1)
     k = probs.shape[1]
-    confusion = np.bincount(true * k + pred, minlength=k * k).reshape(k, k)  # rows: true, columns: predicted
+    confusion = confusion_matrix(true, pred, k)
     hits = np.diag(confusion).astype(np.float64)
     predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
     precision = np.divide(hits, predicted, out=np.zeros(k), where=predicted > 0)
     recall = np.divide(hits, actual, out=np.zeros(k), where=actual > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=precision + recall > 0)
-    present = actual > 0  # macro averages over the classes present in the split, as scikit-learn's labels=None
+    seen = (actual > 0) | (predicted > 0)  # macro averages over the classes in the split or its predictions, as scikit-learn's labels=None
     out = {
         "accuracy": float(hits.sum() / max(len(true), 1)),
-        "f1": float(f1[present | (predicted > 0)].mean()),
-        "precision": float(precision[present | (predicted > 0)].mean()),
-        "recall": float(recall[present | (predicted > 0)].mean()),
+        "f1": float(f1[seen].mean()),
+        "precision": float(precision[seen].mean()),
+        "recall": float(recall[seen].mean()),
         "log_loss": float(-np.mean(np.log(np.clip(probs[np.arange(len(true)), true], 1e-15, 1.0)))),
     }
     if task == "binary":

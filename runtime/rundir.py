@@ -37,6 +37,11 @@ def data_info_dict(info: DataInfo) -> dict:
     return {"shape": list(info.shape), "labels": info.labels, "targets": info.targets, "features": info.features, "image": info.image}
 
 
+def data_info(data: dict) -> DataInfo:
+    """The DataInfo a run's data.json describes (inverse of data_info_dict)."""
+    return DataInfo(**{**data, "shape": tuple(data["shape"])})
+
+
 def create_run_dir(runs_dir: str | Path, spec: Spec, info: DataInfo) -> Path:
     """A new, uniquely named run folder holding the resolved spec and the data description."""
     base = Path(runs_dir) / spec.name
@@ -103,11 +108,11 @@ def plot_confusion(path: Path, true, pred, labels: list[str], title: str) -> Non
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
+
+    from .metrics import confusion_matrix
 
     k = len(labels)
-    counts = np.zeros((k, k), dtype=int)
-    np.add.at(counts, (np.asarray(true), np.asarray(pred)), 1)
+    counts = confusion_matrix(true, pred, k)
     fig, ax = plt.subplots(figsize=(1.2 + 0.45 * k, 1 + 0.45 * k))
     ax.imshow(counts, cmap="Blues")
     ax.set_xticks(range(k), labels, rotation=90 if k > 4 else 0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 import os
 from pathlib import Path
 
@@ -32,6 +31,11 @@ class InputError(ValueError):
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message
+
+
+def _in_float32(value: int | float) -> bool:
+    """A finite value float32 can hold; NaN fails the comparison, and a huge int compares exactly (no overflow)."""
+    return abs(value) <= 3.4e38
 
 
 def _shape_text(shape) -> str:
@@ -126,7 +130,7 @@ class ModelSession:
         if not shape:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InputError(path, f"expected a number, got {_describe(value)}")
-            if not math.isfinite(value) or abs(value) > 3.4e38:
+            if not _in_float32(value):
                 raise InputError(path, f"expected a finite float32 number, got {value!r}")
             return
         if not isinstance(value, list) or len(value) != shape[0]:
@@ -167,7 +171,7 @@ class ModelSession:
                 if categories is None:
                     if isinstance(value, bool) or not isinstance(value, (int, float)):
                         raise InputError(at, f"feature {name!r} expects a number, got {_describe(value)}")
-                    if not math.isfinite(value) or abs(value) > 3.4e38:
+                    if not _in_float32(value):
                         raise InputError(at, f"feature {name!r} expects a finite number, got {value!r}")
                     out[i, column] = value
                     column += 1
@@ -230,10 +234,8 @@ class ModelSession:
             return self._finite(x.astype(np.float32, copy=False), path)
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Run a checked batch; returns every graph output by name."""
-        x = self.check_batch(x)
-        values = self._session.run(self.output_names, {self.input_name: x})
-        return dict(zip(self.output_names, values))
+        """Check a batch and run it; returns every graph output by name."""
+        return self.run_unchecked(self.check_batch(x))
 
     def run_unchecked(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Run a float32 batch that the caller has already checked (the server's hot path)."""

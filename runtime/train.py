@@ -28,7 +28,7 @@ from .rundir import create_run_dir, plot_confusion, plot_curves, spec_hash, writ
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C during training; `last` holds the last finished epoch."""
+    """Ctrl-C during training; `epoch` is the last finished epoch (0: none)."""
 
     def __init__(self, run_dir: Path, epoch: int):
         super().__init__(f"interrupted after epoch {epoch}")
@@ -150,13 +150,13 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
     scaler = torch.amp.GradScaler(dev.type, enabled=tr.precision == "fp16" and dev.type == "cuda")
     weights = [p for p in net.parameters() if p.dim() >= 2]
     monitor = tr.early_stopping.monitor if tr.early_stopping else ("val_loss" if data.validation is not None else None)
-    better = (lambda a, b: a > b + min_delta) if monitor and metric_mode(monitor) == "max" else (lambda a, b: a < b - min_delta)
     min_delta = tr.early_stopping.min_delta if tr.early_stopping else 0.0
+    better = (lambda a, b: a > b + min_delta) if monitor and metric_mode(monitor) == "max" else (lambda a, b: a < b - min_delta)
 
     history: list[dict] = []
     best_state = None  # the best weights of this session, in memory on every rank
     tracker = {"best_value": None, "best_epoch": 0, "bad_epochs": 0}
-    start_epoch, seconds_before = 1, 0.0
+    start_epoch = 1
     if resume is not None:
         run_dir = Path(resume)
         # On the CPU: the RNG states must be CPU tensors (set_rng_state, .numpy()); the model's and the
@@ -169,17 +169,19 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         history, tracker = list(state["history"]), dict(state["tracker"])
-        start_epoch, seconds_before = state["epoch"] + 1, sum(r["seconds"] for r in history)
+        start_epoch = state["epoch"] + 1
         if tr.early_stopping and tracker["bad_epochs"] >= tr.early_stopping.patience:
             start_epoch = tr.epochs + 1  # it had stopped early: resuming must not train (and overwrite last.pt) again
     else:
         run_dir = create_run_dir(runs_dir, spec, data.raw) if d.is_main and write else None
         run_dir = d.broadcast_object(run_dir)
 
+    preprocessing = _preprocessing(data)
+
     def checkpoint(epoch: int) -> dict:
         return {"epoch": epoch, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": schedule.state_dict() if schedule else {}, "scaler": scaler.state_dict(), "rng": rng_state(),
-                "history": history, "tracker": tracker, "preprocessing": _preprocessing(data)}
+                "history": history, "tracker": tracker, "preprocessing": preprocessing}
 
     amp = autocast(dev, tr.precision)
     batch_sizes = torch.tensor([sl.stop - sl.start for sl in slices], dtype=torch.float64, device=dev)
@@ -215,12 +217,14 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
             total, count = d.all_sum([loss_sum, float(shard)], dev)
             train_seconds = time.perf_counter() - t0  # the optimization alone, before evaluation
             row = {"epoch": epoch, "train_loss": total / count}
-            train_metrics = evaluate_split(spec, net, loss_fn, data.train, data.y_norm, tr.precision)
-            row.update({f"train_{k}": v for k, v in train_metrics.items() if k != "loss"})
-            if data.validation is not None:
-                row.update({f"val_{k}": v for k, v in evaluate_split(spec, net, loss_fn, data.validation, data.y_norm, tr.precision).items()})
             # Ranks' batch-norm statistics differ (each saw its own batches): decide on rank 0's numbers everywhere,
-            # or the ranks disagree on the lr and on when to stop, and one waits forever for the other.
+            # or the ranks disagree on the lr and on when to stop, and one waits forever for the other. So only
+            # rank 0 evaluates.
+            if d.is_main:
+                train_metrics = evaluate_split(spec, net, loss_fn, data.train, data.y_norm, tr.precision)
+                row.update({f"train_{k}": v for k, v in train_metrics.items() if k != "loss"})
+                if data.validation is not None:
+                    row.update({f"val_{k}": v for k, v in evaluate_split(spec, net, loss_fn, data.validation, data.y_norm, tr.precision).items()})
             row = d.broadcast_object(row)
             if schedule:
                 schedule.step_epoch(row)
@@ -240,7 +244,7 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
             if run_dir is not None and d.is_main:
                 save_checkpoint(run_dir / "last.pt", checkpoint(epoch))
                 if improved:
-                    save_checkpoint(run_dir / "best.pt", {"epoch": epoch, "model": net.state_dict(), "preprocessing": _preprocessing(data)})
+                    save_checkpoint(run_dir / "best.pt", {"epoch": epoch, "model": net.state_dict(), "preprocessing": preprocessing})
                 write_metrics_csv(run_dir / "metrics.csv", history)
             if improved:
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -262,7 +266,7 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
     summary = {
         "name": spec.name, "task": spec.task, "run_dir": str(run_dir) if run_dir else None,
         "epochs_run": len(history), "best_epoch": tracker["best_epoch"] or None, "stopped_early": stopped_early,
-        "monitor": monitor, "seconds": round(seconds_before + sum(r["seconds"] for r in history[start_epoch - 1 :]), 3),
+        "monitor": monitor, "seconds": round(sum(r["seconds"] for r in history), 3),
         "seed": tr.seed, "device": str(dev), "world_size": d.world,
         "params": sum(p.numel() for p in net.parameters()),
         "validation": {k[4:]: v for k, v in history[-1].items() if k.startswith("val_")} if history else {},

@@ -55,6 +55,7 @@ def test_table_objects_and_raw_lists_one_hot_categories(sessions):
     ([{"age": float("nan"), "color": "red", "income": 1}], "instances[0].age", "finite"),
     ([[1, "red", 2], [1, "red"]], "instances[1]", "3 raw feature values"),
     ([[1, "red", 1e39]], "instances[0][2]", "finite"),
+    ([[1, "red", 10**400]], "instances[0][2]", "finite"),  # too big for a float: no OverflowError
     ([7], "instances[0]", "object of features"),
     ([], "instances", "non-empty"),
 ])
@@ -73,6 +74,7 @@ def test_table_errors_name_the_value(sessions, instances, path, words):
     ([[True, False, True, True]], "instances[0][0]", "expected a number"),
     ([5], "instances[0]", "length 4"),
     ([[10**40, 1, 1, 1]], "instances[0][0]", "finite"),
+    ([[10**400, 1, 1, 1]], "instances[0][0]", "finite"),
     ("nope", "instances", "non-empty list"),
 ])
 def test_array_errors_name_the_value_and_shape(sessions, instances, path, words):
