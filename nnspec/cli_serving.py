@@ -36,7 +36,7 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
-    from nnspec.service.app import create_app
+    from nnspec.service.app import api_key, create_app
     from nnspec.service.settings import Settings
 
     if not repo.is_dir():
@@ -46,32 +46,30 @@ def serve(
                             poll_seconds=poll_seconds, batching=batching, workers=workers)
     except ValidationError as exc:
         _fail(exc.errors()[0]["msg"])
+    try:
+        api_key(settings)  # checked once here, for one process or several
+    except RuntimeError as exc:
+        _fail(str(exc))
     if workers == 1:
-        try:
-            app = create_app(settings)
-        except RuntimeError as exc:
-            _fail(str(exc))
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=access_log)
         return
     # Worker processes build their own app from NNSPEC_* variables.
     for field, value in settings.model_dump().items():
         if value is not None:
             os.environ[f"NNSPEC_{field.upper()}"] = str(value)
-    if api_key_env and not os.environ.get(api_key_env):
-        _fail(f"environment variable {api_key_env} (the API key) is not set")
     uvicorn.run("nnspec.service.app:create_app_from_env", factory=True, host=host, port=port,
                 workers=workers, log_level="info", access_log=access_log)
 
 
 def _open_session(model: str, repo: Path):
-    from nnspec.runtime.repository import RepositoryError, latest_version, version_dir
+    from nnspec.runtime.repository import MANIFEST_FILE, RepositoryError, latest_version, version_dir
     from nnspec.runtime.session import ModelSession
 
     path = Path(model)
     try:
-        if not (path / "nnspec.json").is_file():  # not a model version folder: NAME or NAME/VERSION in --repo
+        if not (path / MANIFEST_FILE).is_file():  # not a model version folder: NAME or NAME/VERSION in --repo
             if path.is_absolute() or model.startswith("."):
-                raise RepositoryError(f"{path}: not an exported model version (no nnspec.json)")
+                raise RepositoryError(f"{path}: not an exported model version (no {MANIFEST_FILE})")
             name, _, version = model.partition("/")
             number = version or latest_version(repo, name)
             if number is None:
@@ -160,7 +158,7 @@ def predict(
     """Predict with an exported model, without a server (and without torch)."""
     session = _open_session(model, repo)
     x, names = _read_inputs(inputs, session)
-    predictions = session.format_predictions(session.run(x))
+    predictions = session.format_predictions(session.run_unchecked(x))  # _read_inputs checked every batch
     if as_json:
         typer.echo(json.dumps({"predictions": predictions}))
         return

@@ -25,7 +25,8 @@ from .store import ModelStore
 log = logging.getLogger("nnspec.serve")
 
 
-def _api_key(settings: Settings) -> str | None:
+def api_key(settings: Settings) -> str | None:
+    """The API key from the environment variable the settings name (None: no key), or a RuntimeError."""
     if not settings.api_key_env:
         return None
     key = os.environ.get(settings.api_key_env, "").strip()
@@ -51,12 +52,12 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
     """
     settings = settings or Settings()
     metrics = Metrics()
-    api_key = _api_key(settings)
+    key = api_key(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ModelStore(settings, metrics)
-        app.state.serving = ServingState(settings, store, metrics, api_key)
+        app.state.serving = ServingState(settings, store, metrics, key)
         await run_in_threadpool(store.load_all)
         poller = asyncio.create_task(_poll(store, settings.poll_seconds)) if settings.poll_seconds else None
         try:
@@ -75,11 +76,8 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
     app.include_router(routes_v2.router)
     app.include_router(routes_v2.infer_router)
     app.include_router(routes_ops.router)
-    handlers = routes_v1.FAST_ROUTES | routes_v2.FAST_ROUTES
-    fast = [(route, handlers[route.path]) for route in routes_v1.router.routes + routes_v2.infer_router.routes
-            if isinstance(route, APIRoute) and route.path in handlers and "POST" in route.methods]
-    if len(fast) != len(handlers):
-        raise RuntimeError("an inference route of the fast path is not registered")
+    endpoints = routes_v1.FAST_ENDPOINTS + routes_v2.FAST_ENDPOINTS
+    fast = [route for route in app.routes if isinstance(route, APIRoute) and route.endpoint in endpoints]
     app.add_middleware(ServingMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics,
                        fast_routes=fast if fast_path else [])
     return app

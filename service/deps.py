@@ -49,30 +49,6 @@ def check_api_key(state: ServingState, request: Request) -> None:
         raise ApiError(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
 
 
-def _acquire(request: Request, state: ServingState, name: str, version: str | None) -> ModelLease:
-    lease = state.store.acquire(name, version)
-    request.scope[MODEL_SCOPE_KEY] = (name, str(lease.version))
-    return lease
-
-
-async def latest_model(request: Request, name: str, state: State) -> AsyncIterator[ModelLease]:
-    """Lease the latest loaded version of model `name` for this request."""
-    lease = _acquire(request, state, name, None)
-    try:
-        yield lease
-    finally:
-        lease.release()
-
-
-async def versioned_model(request: Request, name: str, version: str, state: State) -> AsyncIterator[ModelLease]:
-    """Lease version `version` of model `name` for this request."""
-    lease = _acquire(request, state, name, version)
-    try:
-        yield lease
-    finally:
-        lease.release()
-
-
 @contextlib.contextmanager
 def leased_model(request: Request, name: str, version: str | None = None) -> Iterator[tuple[ServingState, ModelLease]]:
     """API key check + model lease without FastAPI dependencies, for the inference hot path.
@@ -81,12 +57,18 @@ def leased_model(request: Request, name: str, version: str | None = None) -> Ite
     """
     state: ServingState = request.app.state.serving
     check_api_key(state, request)
-    lease = _acquire(request, state, name, version)
+    lease = state.store.acquire(name, version)
+    request.scope[MODEL_SCOPE_KEY] = (name, str(lease.version))
     try:
         yield state, lease
     finally:
         lease.release()
 
 
+async def latest_model(request: Request, name: str) -> AsyncIterator[ModelLease]:
+    """API key check + a lease on the latest loaded version of model `name` for this request."""
+    with leased_model(request, name) as (_, lease):
+        yield lease
+
+
 LatestModel = Annotated[ModelLease, Depends(latest_model)]
-VersionedModel = Annotated[ModelLease, Depends(versioned_model)]

@@ -1,12 +1,16 @@
-"""Errors as the protocols want them: `{"error": "..."}` with a 4xx/503 status, never a 500."""
+"""Errors as the protocols want them: `{"error": "..."}` with a 4xx/503 status (a bug: a short 500)."""
 
 from __future__ import annotations
+
+import logging
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+log = logging.getLogger("nnspec.serve")
 
 
 class ApiError(Exception):
@@ -19,15 +23,21 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def json_object(body: bytes, what: str = "request body", status: int = 400) -> dict:
+def json_object(body: bytes, what: str = "request body") -> dict:
     """body parsed as a JSON object, or an ApiError saying which part of the request was wrong."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ApiError(400, f"{what} is not valid JSON") from None
     if not isinstance(payload, dict):
-        raise ApiError(status, f"{what} must be a JSON object")
+        raise ApiError(400, f"{what} must be a JSON object")
     return payload
+
+
+def json_response(content: object, headers: dict[str, str] | None = None) -> Response:
+    """orjson-encoded JSON (numpy arrays and scalars allowed)."""
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+                    media_type="application/json", headers=headers)
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -50,6 +60,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal server error")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -11,39 +11,30 @@ registered in FastAPI (OpenAPI, other methods, `root_path` deployments go throug
 from __future__ import annotations
 
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable
 
-import orjson
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .deps import MODEL_SCOPE_KEY
 from .errors import ApiError, error_response
 from .metrics import Metrics
 
-FastHandler = Callable[..., Awaitable[Response]]  # handler(request, name, version=None)
 _NO_BODY_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "DELETE"))
-
-
-async def _send_error(send: Send, status: int, message: str) -> None:
-    body = orjson.dumps({"error": message})
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+_CLIENT_CLOSED = 499  # recorded when the client goes away before sending its whole body (nginx's code)
 
 
 class ServingMiddleware:
     """Refuses bodies over `max_body_bytes` with 413, records every request's metrics, and serves
-    the inference routes in `fast_routes` ((route, handler) pairs) without FastAPI's routing."""
+    the inference routes in `fast_routes` without FastAPI's routing: each route's endpoint is called
+    with the request and the path parameters."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: Metrics,
-                 fast_routes: list[tuple[BaseRoute, FastHandler]] = ()):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: Metrics, fast_routes: list[APIRoute] = ()):
         self.app = app
         self.max_body = max_body_bytes
         self.metrics = metrics
-        self.fast = [(route, route.path_regex.match, handler) for route, handler in fast_routes]
+        self.fast = [(route, route.path_regex.match, route.endpoint) for route in fast_routes]
         self._counters: dict[tuple, object] = {}  # prometheus children by labels (labels() is slow)
         self._histograms: dict[tuple, object] = {}
 
@@ -67,23 +58,21 @@ class ServingMiddleware:
                     break
             if length is not None:
                 if not length.isdigit():
-                    status = 400
-                    return await _send_error(send, 400, "invalid Content-Length")
+                    return await error_response(400, "invalid Content-Length")(scope, receive, send_and_record)
                 if int(length) > self.max_body:
-                    status = 413
-                    return await _send_error(send, 413, f"request body larger than {self.max_body} bytes")
+                    return await self._too_large(scope, receive, send_and_record)
             elif scope["method"] not in _NO_BODY_METHODS:
                 # No length (chunked): read it all here, within the limit, and replay it.
                 chunks, size, more = [], 0, True
                 while more:
                     message = await receive()
                     if message["type"] == "http.disconnect":
+                        status = _CLIENT_CLOSED
                         return
                     chunk = message.get("body", b"")
                     size += len(chunk)
                     if size > self.max_body:
-                        status = 413
-                        return await _send_error(send, 413, f"request body larger than {self.max_body} bytes")
+                        return await self._too_large(scope, receive, send_and_record)
                     chunks.append(chunk)
                     more = message.get("more_body", False)
                 replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
@@ -105,6 +94,9 @@ class ServingMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             self._record(scope, status, time.perf_counter() - started)
+
+    def _too_large(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        return error_response(413, f"request body larger than {self.max_body} bytes")(scope, receive, send)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = scope.get("route")

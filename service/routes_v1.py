@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Callable, TypeVar
 
 import numpy as np
 import orjson
@@ -10,24 +10,23 @@ from fastapi import APIRouter, Depends, File, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from nnspec.runtime.repository import RepositoryError, check_name
 from nnspec.runtime.session import InputError, ModelSession
 
 from .deps import LatestModel, State, leased_model, require_api_key
-from .errors import ApiError
+from .errors import ApiError, json_response
 from .schemas import ErrorResponse, ModelInfo, ModelList, PredictRequest, PredictResponse, json_body
 
 router = APIRouter(tags=["KServe V1"],
                    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 503)})
-GUARDED = [Depends(require_api_key)]  # the inference routes check the key inline (leased_model)
+GUARDED = [Depends(require_api_key)]  # the inference routes check the key in leased_model
+T = TypeVar("T")
 
 _OFFLOAD_BYTES = 256 * 1024  # parse big bodies in a worker thread, keeping the event loop free
 
 
-def json_response(content: object, headers: dict[str, str] | None = None) -> Response:
-    """orjson-encoded JSON (numpy arrays and scalars allowed)."""
-    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
-                    media_type="application/json", headers=headers)
+async def parse_body(parse: Callable[..., T], body: bytes, *args) -> T:
+    """parse(body, *args): inline for small bodies, in a worker thread for big ones."""
+    return await run_in_threadpool(parse, body, *args) if len(body) > _OFFLOAD_BYTES else parse(body, *args)
 
 
 def _decode_instances(body: bytes, session: ModelSession, max_instances: int) -> np.ndarray:
@@ -49,9 +48,7 @@ def _decode_instances(body: bytes, session: ModelSession, max_instances: int) ->
 async def _predict(request: Request, name: str, version: str | None = None) -> Response:
     with leased_model(request, name, version) as (state, lease):
         body = await request.body()
-        args = (body, lease.session, state.settings.max_instances)
-        x = await run_in_threadpool(_decode_instances, *args) if len(body) > _OFFLOAD_BYTES \
-            else _decode_instances(*args)
+        x = await parse_body(_decode_instances, body, lease.session, state.settings.max_instances)
         predictions = lease.session.format_predictions(await lease.infer(x))
         return json_response({"predictions": predictions}, {"x-model-version": str(lease.version)})
 
@@ -70,12 +67,11 @@ async def predict_version(request: Request, name: str, version: str) -> Response
     return await _predict(request, name, version)
 
 
-# Served by ServingMiddleware's fast path (same handler, no FastAPI routing): route path -> handler.
-FAST_ROUTES = {"/v1/models/{name}:predict": _predict, "/v1/models/{name}/versions/{version}:predict": _predict}
+# Served by ServingMiddleware's fast path: the endpoints called with the request and the path parameters.
+FAST_ENDPOINTS = (predict, predict_version)
 
 
-@router.post("/v1/models/{name}:classify", response_model=PredictResponse, summary="Classify image files",
-             dependencies=GUARDED)
+@router.post("/v1/models/{name}:classify", response_model=PredictResponse, summary="Classify image files")
 async def classify(lease: LatestModel, state: State,
                    files: Annotated[list[UploadFile], File(description="image files (PNG, JPEG, ...)")]) -> Response:
     """Decode, convert and resize each image as the manifest says, then predict."""
@@ -105,12 +101,5 @@ async def list_served(state: State) -> Response:
             dependencies=GUARDED)
 async def model_info(name: str, state: State) -> Response:
     """Readiness, loaded versions and the latest version's metadata (input, features, labels...)."""
-    try:
-        check_name(name)
-    except RepositoryError as exc:
-        raise ApiError(400, str(exc)) from None
-    sessions = state.store.sessions(name)
-    if not sessions:
-        raise ApiError(404, f"model {name!r} is not loaded")
-    latest = sessions[max(sessions)]
+    sessions, latest = state.store.resolve(name)
     return json_response({"name": name, "ready": True, "versions": list(sessions), "metadata": latest.metadata()})

@@ -18,12 +18,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 import nnspec
-from nnspec.runtime.repository import RepositoryError, check_name, check_version, triton_config
+from nnspec.runtime.repository import RepositoryError, check_name, triton_config
 from nnspec.runtime.session import InputError, ModelSession
 
 from .deps import State, leased_model, require_api_key
-from .errors import ApiError, json_object
-from .routes_v1 import json_response
+from .errors import ApiError, json_object, json_response
+from .routes_v1 import parse_body
 from .schemas import (ErrorResponse, InferRequest, InferResponse, ModelMetadata, RepositoryEntry,
                       ServerMetadata, json_body)
 from .store import ModelLease
@@ -55,23 +55,10 @@ async def live() -> Response:
 @health.get("/v2/health/ready", summary="Readiness")
 async def ready(state: State) -> Response:
     """200 once startup loading is done and no model in the repository failed to load."""
-    if state.store.failures():
-        raise ApiError(503, f"models failed to load: {sorted(state.store.failures())}")
+    failed = state.store.failures()
+    if failed:
+        raise ApiError(503, f"models failed to load: {sorted(failed)}")
     return json_response({"ready": True})
-
-
-def _sessions(state: State, name: str, version: str | None) -> tuple[dict[int, ModelSession], ModelSession]:
-    try:
-        check_name(name)
-        number = None if version is None else check_version(version)
-    except RepositoryError as exc:
-        raise ApiError(400, str(exc)) from None
-    sessions = state.store.sessions(name)
-    if not sessions:
-        raise ApiError(404, f"model {name!r} is not loaded")
-    if number is not None and number not in sessions:
-        raise ApiError(404, f"version {number} of model {name!r} is not loaded")
-    return sessions, sessions[number if number is not None else max(sessions)]
 
 
 def _metadata(sessions: dict[int, ModelSession], session: ModelSession) -> dict:
@@ -86,18 +73,18 @@ def _metadata(sessions: dict[int, ModelSession], session: ModelSession) -> dict:
 @router.get("/v2/models/{name}", response_model=ModelMetadata, summary="Model metadata")
 async def model_metadata(name: str, state: State) -> Response:
     """Inputs and outputs with V2 datatypes; -1 is the batch axis."""
-    return json_response(_metadata(*_sessions(state, name, None)))
+    return json_response(_metadata(*state.store.resolve(name, None)))
 
 
 @router.get("/v2/models/{name}/versions/{version}", response_model=ModelMetadata, summary="Version metadata")
 async def version_metadata(name: str, version: str, state: State) -> Response:
     """Metadata of one version."""
-    return json_response(_metadata(*_sessions(state, name, version)))
+    return json_response(_metadata(*state.store.resolve(name, version)))
 
 
 async def _ready(state: State, name: str, version: str | None) -> Response:
     try:
-        _sessions(state, name, version)
+        state.store.resolve(name, version)
     except ApiError as exc:
         if exc.status == 404:  # Triton answers "not ready" with 400
             raise ApiError(400, exc.message) from None
@@ -120,13 +107,13 @@ async def version_ready(name: str, version: str, state: State) -> Response:
 @router.get("/v2/models/{name}/config", summary="Triton model config")
 async def model_config(name: str, state: State) -> Response:
     """Triton's model config (JSON form of config.pbtxt): max_batch_size, input, output, dynamic_batching."""
-    return json_response(triton_config(_sessions(state, name, None)[1].manifest) | {"name": name})
+    return json_response(triton_config(state.store.resolve(name, None)[1].manifest) | {"name": name})
 
 
 @router.get("/v2/models/{name}/versions/{version}/config", summary="Triton model config of a version")
 async def version_config(name: str, version: str, state: State) -> Response:
     """The config of one version."""
-    return json_response(triton_config(_sessions(state, name, version)[1].manifest) | {"name": name})
+    return json_response(triton_config(state.store.resolve(name, version)[1].manifest) | {"name": name})
 
 
 # --- inference --------------------------------------------------------------------------------
@@ -140,7 +127,7 @@ def _parse_infer(body: bytes, header_length: str | None, session: ModelSession,
     """The request's input batch, its JSON header, and the outputs to return (name, binary?)."""
     binary = b""
     if header_length is not None:
-        if not header_length.isdigit() or not 0 < int(header_length) <= len(body):
+        if not (header_length.isascii() and header_length.isdigit()) or not 0 < int(header_length) <= len(body):
             raise ApiError(400, f"Inference-Header-Content-Length {header_length!r} does not fit the "
                                 f"{len(body)}-byte body")
         body, binary = body[:int(header_length)], memoryview(body)[int(header_length):]
@@ -243,12 +230,10 @@ def _infer_response(lease: ModelLease, request: dict, outputs: list[tuple[str, b
 
 async def _infer(request: Request, name: str, version: str | None = None) -> Response:
     with leased_model(request, name, version) as (state, lease):
-        body = await request.body()
         if request.headers.get("content-encoding", "identity") != "identity":
             raise ApiError(400, "compressed requests are not supported")
-        args = (body, request.headers.get(HEADER_LENGTH), lease.session, state.settings.max_instances)
-        x, parsed, outputs = await run_in_threadpool(_parse_infer, *args) if len(body) > 256 * 1024 \
-            else _parse_infer(*args)
+        x, parsed, outputs = await parse_body(_parse_infer, await request.body(), request.headers.get(HEADER_LENGTH),
+                                              lease.session, state.settings.max_instances)
         return _infer_response(lease, parsed, outputs, await lease.infer(x))
 
 
@@ -267,11 +252,18 @@ async def infer_version(request: Request, name: str, version: str) -> Response:
     return await _infer(request, name, version)
 
 
-# Served by ServingMiddleware's fast path (same handler, no FastAPI routing): route path -> handler.
-FAST_ROUTES = {"/v2/models/{name}/infer": _infer, "/v2/models/{name}/versions/{version}/infer": _infer}
+# Served by ServingMiddleware's fast path: the endpoints called with the request and the path parameters.
+FAST_ENDPOINTS = (infer, infer_version)
 
 
 # --- repository -------------------------------------------------------------------------------
+
+def _check_name(name: str) -> None:
+    try:
+        check_name(name)
+    except RepositoryError as exc:
+        raise ApiError(400, str(exc)) from None
+
 
 async def _optional_json(request: Request) -> dict:
     body = await request.body()
@@ -297,13 +289,10 @@ async def load_model(name: str, request: Request, state: State) -> Response:
     params = payload.get("parameters") or {}
     if not isinstance(params, dict) or params.get("config") is not None or any(k.startswith("file:") for k in params):
         raise ApiError(400, "load parameters (config override, files) are not supported")
+    _check_name(name)
     try:
-        check_name(name)
-        versions = await run_in_threadpool(state.store.load, name)
-    except RepositoryError as exc:
-        status = 400 if "invalid model name" in str(exc) else 404
-        raise ApiError(status, str(exc)) from None
-    except (OSError, ValueError) as exc:
+        versions = await run_in_threadpool(state.store.load, name)  # ApiError 404 without a complete version
+    except (OSError, ValueError) as exc:  # a broken version: unreadable manifest or model
         raise ApiError(400, f"failed to load {name!r}: {str(exc)[:300]}") from None
     return json_response({"name": name, "versions": [str(v) for v in versions]})
 
@@ -312,10 +301,7 @@ async def load_model(name: str, request: Request, state: State) -> Response:
 async def unload_model(name: str, request: Request, state: State) -> Response:
     """Stop serving the model; requests in flight finish."""
     await _optional_json(request)
-    try:
-        check_name(name)
-    except RepositoryError as exc:
-        raise ApiError(400, str(exc)) from None
+    _check_name(name)
     if not state.store.unload(name):
         raise ApiError(404, f"model {name!r} is not loaded")
     return json_response({"name": name})

@@ -83,27 +83,38 @@ class ModelStore:
         self._load_lock = threading.Lock()  # one load at a time: sessions are built outside _lock
         self._models: dict[str, dict[int, LoadedModel]] = {}
         self._failed: dict[str, str] = {}
+        self._failed_folders: dict[str, list] = {}  # what a failed load saw: polls retry only once it changes
 
     # --- requests -------------------------------------------------------------------------
 
-    def acquire(self, name: str, version: int | str | None = None) -> ModelLease:
-        """Lease the latest (or the given) loaded version, or raise a 400/404 ApiError."""
+    def _pick(self, name: str, version: int | str | None) -> tuple[dict[int, LoadedModel], LoadedModel]:
+        """The loaded versions of `name` and the latest (or the given) one, or a 400/404 ApiError. Hold _lock."""
         try:
             check_name(name)
             number = None if version is None else check_version(version)
         except RepositoryError as exc:
             raise ApiError(400, str(exc)) from None
+        versions = self._models.get(name)
+        if not versions:
+            raise ApiError(404, f"model {name!r} is not loaded")
+        model = versions.get(number if number is not None else max(versions))
+        if model is None:
+            raise ApiError(404, f"version {number} of model {name!r} is not loaded (loaded: {sorted(versions)})")
+        return versions, model
+
+    def acquire(self, name: str, version: int | str | None = None) -> ModelLease:
+        """Lease the latest (or the given) loaded version, or raise a 400/404 ApiError."""
         with self._lock:
-            versions = self._models.get(name)
-            if not versions:
-                raise ApiError(404, f"model {name!r} is not loaded")
-            model = versions.get(number if number is not None else max(versions))
-            if model is None:
-                raise ApiError(404, f"version {number} of model {name!r} is not loaded "
-                                    f"(loaded: {sorted(versions)})")
+            _, model = self._pick(name, version)
             model.leases += 1
         model.batcher.announce()
         return ModelLease(self, model)
+
+    def resolve(self, name: str, version: int | str | None = None) -> tuple[dict[int, ModelSession], ModelSession]:
+        """The loaded sessions of `name` by version and the latest (or the given) one, or a 400/404 ApiError."""
+        with self._lock:
+            versions, model = self._pick(name, version)
+            return {v: m.session for v, m in sorted(versions.items())}, model.session
 
     def _release(self, model: LoadedModel) -> None:
         with self._lock:
@@ -125,11 +136,6 @@ class ModelStore:
         """Loaded model names -> loaded versions, ascending."""
         with self._lock:
             return {name: sorted(v) for name, v in sorted(self._models.items())}
-
-    def sessions(self, name: str) -> dict[int, ModelSession]:
-        """The loaded sessions of one model by version (empty when not loaded)."""
-        with self._lock:
-            return {v: m.session for v, m in sorted(self._models.get(name, {}).items())}
 
     def failures(self) -> dict[str, str]:
         """Models whose last load failed -> why."""
@@ -157,7 +163,7 @@ class ModelStore:
         with self._load_lock:
             wanted = list_versions(self.settings.repository, name)[-self.settings.max_versions:]
             if not wanted:
-                raise RepositoryError(f"model {name!r} has no complete version in the repository")
+                raise ApiError(404, f"model {name!r} has no complete version in the repository")
             current = self.sessions_and_models(name)
             fresh: dict[int, LoadedModel] = {}
             try:
@@ -173,15 +179,20 @@ class ModelStore:
                         model.batcher.close()
                 with self._lock:
                     self._failed[name] = str(exc)[:300]
+                    self._failed_folders[name] = self._folders(name, wanted)
                 raise
             with self._lock:
                 gone = [m for v, m in self._models.get(name, {}).items() if fresh.get(v) is not m]
                 self._models[name] = fresh
                 self._failed.pop(name, None)
+                self._failed_folders.pop(name, None)
                 self._retire(gone)
             self.metrics.models_loaded.labels(name).set(len(fresh))
             log.info("serving %s versions %s", name, sorted(fresh))
             return sorted(fresh)
+
+    def _folders(self, name: str, versions: list[int]) -> list:
+        return [(v, _safe_fingerprint(version_dir(self.settings.repository, name, v))) for v in versions]
 
     def sessions_and_models(self, name: str) -> dict[int, LoadedModel]:
         """The loaded versions of `name` (a snapshot)."""
@@ -222,6 +233,10 @@ class ModelStore:
         loaded = self.loaded()
         for name, versions in in_repo.items():
             keep = versions[-self.settings.max_versions:]
+            with self._lock:
+                failed_on = self._failed_folders.get(name)
+            if failed_on is not None and failed_on == self._folders(name, keep):
+                continue  # the load that failed would fail again: wait for the folders to change
             fingerprints_changed = any(
                 m.fingerprint != _safe_fingerprint(m.session.dir) for m in self.sessions_and_models(name).values())
             if loaded.get(name) != keep or fingerprints_changed:

@@ -79,3 +79,17 @@ def test_polling_picks_up_new_versions_and_models(repo, client_for):
             time.sleep(0.05)
         assert client.get("/v2/models/iris").json()["versions"] == ["1", "2"]
         assert "housing" not in client.get("/v1/models").json()["models"]
+
+
+def test_polling_retries_a_broken_model_only_once_its_folder_changes(repo, client_for, caplog):
+    fx.publish(repo, "iris", version=2)
+    (repo / "iris" / "2" / "model.onnx").write_bytes(b"not onnx")
+    with caplog.at_level("ERROR", logger="nnspec.serve"), client_for(repo, poll_seconds=0.05, max_versions=1) as client:
+        time.sleep(0.5)  # about ten polls
+        attempts = [r for r in caplog.records if r.getMessage().startswith("cannot load iris")]
+        assert len(attempts) == 1  # the startup load; the polls did not rebuild the same broken sessions
+        fx.publish(repo, "iris", seed=3, version=3)  # a new version: the poll loads it
+        deadline = time.time() + 5
+        while time.time() < deadline and client.get("/v2/models/iris").json().get("versions") != ["3"]:
+            time.sleep(0.05)
+        assert client.get("/v2/models/iris").json()["versions"] == ["3"]

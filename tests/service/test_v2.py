@@ -134,6 +134,7 @@ def test_binary_framing_errors_are_400(client):
         (body, {"Inference-Header-Content-Length": "999"}, "does not fit"),
         (body, {"Inference-Header-Content-Length": "-1"}, "does not fit"),
         (body, {"Inference-Header-Content-Length": "10"}, "not valid JSON"),
+        (body, {"Inference-Header-Content-Length": "²".encode("latin-1")}, "does not fit"),  # isdigit(), not ASCII
         (infer_body(x)[0] + b"\0" * 16, {"Inference-Header-Content-Length": str(len(infer_body(x)[0]))},
          "no input has binary_data_size"),
     ]
@@ -144,6 +145,22 @@ def test_binary_framing_errors_are_400(client):
         assert r.status_code == 400 and words in r.json()["error"], (words, r.text)
     gz = client.post("/v2/models/iris/infer", content=body, headers=headers | {"Content-Encoding": "gzip"})
     assert gz.status_code == 400
+
+
+def test_an_unexpected_error_is_a_short_json_500(repo, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from nnspec.service.app import create_app
+    from nnspec.service.settings import Settings
+    from nnspec.service.store import ModelStore
+
+    def broken_index(self):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(ModelStore, "index", broken_index)
+    with TestClient(create_app(Settings(repository=repo, intra_op_threads=1)), raise_server_exceptions=False) as c:
+        r = c.post("/v2/repository/index")
+    assert r.status_code == 500 and r.json() == {"error": "internal server error"}
 
 
 def test_unknown_model_and_version_are_404(client):
@@ -187,4 +204,8 @@ def test_a_broken_model_is_unavailable_not_fatal(repo, client_for):
         assert index["broken"]["state"] == "UNAVAILABLE" and "cannot load" in index["broken"]["reason"]
         r = c.post("/v2/repository/models/broken/load")
         assert r.status_code == 400 and "failed to load" in r.json()["error"]
+        fx.publish(repo, "iris", version=2)
+        (repo / "iris" / "2" / "nnspec.json").write_text("{")  # a broken version is a failed load, not a 404
+        r = c.post("/v2/repository/models/iris/load")
+        assert r.status_code == 400 and "unreadable manifest" in r.json()["error"], r.text
         assert c.post("/v2/models/iris/infer", json={"inputs": [GOOD]}).status_code == 200
