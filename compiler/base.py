@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+import types
+import typing
+from typing import Annotated, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,3 +32,19 @@ Pair = Annotated[tuple[T, T], Field(strict=False)]  # a 2-list in YAML; its item
 def shape_str(shape) -> str:
     """(1, 8, 8) as written in messages; a 1-tuple keeps its comma."""
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def union_members(tp) -> list:
+    """The concrete types a field annotation allows (Annotated and unions unwrapped)."""
+    origin = get_origin(tp)
+    if origin is typing.Annotated:
+        return union_members(get_args(tp)[0])
+    if origin in (Union, types.UnionType):
+        return [m for a in get_args(tp) if a is not type(None) for m in union_members(a)]
+    return [tp]
+
+
+def type_tag(model) -> str | None:
+    """The `type:` value that selects a spec class in its union (None for a class without one)."""
+    field = model.model_fields.get("type")
+    return get_args(field.annotation)[0] if field is not None and get_args(field.annotation) else None

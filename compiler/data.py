@@ -32,6 +32,7 @@ class DataInfo:
     targets: list[str] | None = None  # regressors: output names
     features: list[dict] | None = None  # tables: manifest-style feature list
     image: dict | None = None  # image folders: {"size": [H, W], "color": ...}
+    own_test: int = 0  # samples in the source's own test split (data.split.test must stay unset)
 
 
 @dataclass
@@ -58,8 +59,6 @@ def encode_labels(values) -> tuple[list[str], np.ndarray]:
 
 
 class _Source(StrictModel):
-    task_kind: ClassVar[str] = "array"
-
     def describe(self, base: Path, task: str) -> DataInfo:
         """Shape, labels and features, as cheaply as the source allows."""
         return self.load(base, task)
@@ -75,13 +74,13 @@ class _Source(StrictModel):
         return path
 
 
-_BUILTIN = {  # name: (shape, labels or None for regression, sklearn loader or None)
-    "digits": ((64,), [str(i) for i in range(10)], "load_digits"),
-    "iris": ((4,), ["setosa", "versicolor", "virginica"], "load_iris"),
-    "wine": ((13,), ["class_0", "class_1", "class_2"], "load_wine"),
-    "breast_cancer": ((30,), ["malignant", "benign"], "load_breast_cancer"),
-    "diabetes": ((10,), None, "load_diabetes"),
-    "mnist1d": ((40,), [str(i) for i in range(10)], None),
+_BUILTIN = {  # name: (shape, labels or None for regression, sklearn loader (None: mnist1d), own test samples)
+    "digits": ((64,), [str(i) for i in range(10)], "load_digits", 0),
+    "iris": ((4,), ["setosa", "versicolor", "virginica"], "load_iris", 0),
+    "wine": ((13,), ["class_0", "class_1", "class_2"], "load_wine", 0),
+    "breast_cancer": ((30,), ["malignant", "benign"], "load_breast_cancer", 0),
+    "diabetes": ((10,), None, "load_diabetes", 0),
+    "mnist1d": ((40,), [str(i) for i in range(10)], None, 1000),
 }
 
 
@@ -92,36 +91,35 @@ class BuiltinSource(_Source):
     name: Literal["digits", "iris", "wine", "breast_cancer", "diabetes", "mnist1d"]
 
     def describe(self, base: Path, task: str) -> DataInfo:
-        shape, labels, _ = _BUILTIN[self.name]
-        return DataInfo(shape=shape, labels=labels, targets=None if labels else ["target"])
+        shape, labels, _, own_test = _BUILTIN[self.name]
+        return DataInfo(shape=shape, labels=labels, targets=None if labels else ["target"], own_test=own_test)
 
     def load(self, base: Path, task: str) -> RawData:
-        shape, labels, loader = _BUILTIN[self.name]
+        info = self.describe(base, task)
+        loader = _BUILTIN[self.name][2]
         if loader is None:
-            return _load_mnist1d()
+            return _load_mnist1d(info)
         import sklearn.datasets
 
         bunch = getattr(sklearn.datasets, loader)()
-        x = bunch.data.astype(np.float32)
-        tabular = self.name != "digits"
-        features = [{"name": str(n), "type": "numeric"} for n in bunch.feature_names] if tabular else None
-        if labels is None:
-            y = bunch.target.astype(np.float32).reshape(-1, 1)
-            return RawData(shape=shape, targets=["target"], features=features, x=x, y=y)
-        return RawData(shape=shape, labels=labels, features=features, x=x, y=bunch.target.astype(np.int64))
+        features = [{"name": str(n), "type": "numeric"} for n in bunch.feature_names] if self.name != "digits" else None
+        y = bunch.target.astype(np.int64) if info.labels else bunch.target.astype(np.float32).reshape(-1, 1)
+        return RawData(**vars(info) | {"features": features}, x=bunch.data.astype(np.float32), y=y)
 
 
-def _load_mnist1d() -> RawData:
+def _load_mnist1d(info: DataInfo) -> RawData:
     """MNIST-1D generated locally with the package's own default arguments (never its download path)."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     d = make_dataset(get_dataset_args())
     x, y = d["x"].astype(np.float32), d["y"].astype(np.int64)
     xt, yt = d["x_test"].astype(np.float32), d["y_test"].astype(np.int64)
-    return RawData(shape=(40,), labels=[str(i) for i in range(10)], x=x, y=y, fixed_test=(xt, yt))
+    return RawData(**vars(info), x=x, y=y, fixed_test=(xt, yt))
 
 
 class _TableSource(_Source):
+    _first_row: ClassVar[int] = 1  # how the file numbers its first data row, for messages
+    _row_word: ClassVar[str] = "rows"
     path: str
     target: str
     features: list[str] | None = Field(None, min_length=1)
@@ -142,10 +140,10 @@ class _TableSource(_Source):
         if missing:
             raise DataError(f"no column {missing[0]!r} in {path.name}", "features")
         for col in [*names, self.target]:
-            bad = frame.index[frame[col].isna()].tolist()
-            if bad:
-                rows = ", ".join(str(r + 2) for r in bad[:5]) + (" ..." if len(bad) > 5 else "")
-                raise DataError(f"{path.name}: column '{col}' has missing values (file rows {rows})")
+            bad = np.flatnonzero(frame[col].isna().to_numpy())  # positions: the frame's index may be anything
+            if len(bad):
+                rows = ", ".join(str(r + self._first_row) for r in bad[:5]) + (" ..." if len(bad) > 5 else "")
+                raise DataError(f"{path.name}: column '{col}' has missing values ({self._row_word} {rows})")
         features, columns = [], []
         for name in names:
             col = frame[name]
@@ -171,6 +169,8 @@ class CsvSource(_TableSource):
     """A CSV file: one target column, numeric and string (one-hot) feature columns."""
 
     type: Literal["csv"]
+    _first_row: ClassVar[int] = 2  # line 1 is the header
+    _row_word: ClassVar[str] = "file rows"
 
     def _read(self, path: Path):
         import pandas as pd
@@ -213,10 +213,17 @@ class NpzSource(_Source):
             raise DataError(f"{path.name}: '{self.x}' has {len(x)} rows but '{self.y}' has {len(y)}")
         if x.dtype.kind not in "biuf":
             raise DataError(f"{path.name}: '{self.x}' must be numeric, got dtype {x.dtype}")
+        if x.ndim < 2:
+            raise DataError(f"{path.name}: '{self.x}' needs one row per sample, shape (N, ...); got shape {x.shape}", "x")
         x = x.astype(np.float32)
         if task == "regression":
+            if y.dtype.kind not in "biuf":
+                raise DataError(f"{path.name}: regression targets '{self.y}' must be numeric, got dtype {y.dtype}", "y")
             y = y.astype(np.float32).reshape(len(y), -1)
             return RawData(shape=x.shape[1:], targets=[f"target_{i}" for i in range(y.shape[1])] if y.shape[1] > 1 else ["target"], x=x, y=y)
+        if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+            raise DataError(f"{path.name}: class labels '{self.y}' need one label per sample, shape (N,); got shape {y.shape}"
+                            " (one-hot labels: store the class index instead)", "y")
         labels, idx = encode_labels(y.reshape(-1))
         return RawData(shape=x.shape[1:], labels=labels, x=x, y=idx)
 

@@ -63,20 +63,15 @@ class _Builder:
     def build(self, node, path: tuple) -> Any:
         self.positions[path] = _mark(node)
         tag = str(node.tag)
+        plain = tag in _PLAIN_TAGS if isinstance(node, ScalarNode) else tag == (_SEQ if isinstance(node, SequenceNode) else _MAP)
+        if not plain:
+            self.issues.append(self.positions.issue(path, f"tag '{_short(node.tag)}' is not allowed: a spec is data, never code"))
+            return None
         if isinstance(node, ScalarNode):
-            if tag not in _PLAIN_TAGS:
-                self.issues.append(self.positions.issue(path, f"tag '{_short(node.tag)}' is not allowed: a spec is data, never code"))
-                return None
             return self.yaml.constructor.construct_object(node)
         if isinstance(node, SequenceNode):
-            if tag != _SEQ:
-                self.issues.append(self.positions.issue(path, f"tag '{_short(node.tag)}' is not allowed: a spec is data, never code"))
-                return None
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
         if isinstance(node, MappingNode):
-            if tag != _MAP:
-                self.issues.append(self.positions.issue(path, f"tag '{_short(node.tag)}' is not allowed: a spec is data, never code"))
-                return None
             out: dict = {}
             # Merge keys (`<<: *anchor` or `<<: [*a, *b]`) first, so that the mapping's own keys
             # override them and keep their own positions; an earlier merged mapping wins over a later one.

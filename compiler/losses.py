@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 import numpy as np
 from pydantic import Field
@@ -14,6 +14,7 @@ class CrossEntropySpec(StrictModel):
     """Softmax cross-entropy for classification; targets may be indices or (mixup) probabilities."""
 
     type: Literal["cross_entropy"]
+    task: ClassVar[str] = "classification"  # the task this loss is for
     label_smoothing: Probability = 0.0
     class_weights: Literal["balanced"] | list[PositiveFloat] | None = None
 
@@ -35,6 +36,7 @@ class BceSpec(StrictModel):
     """Binary cross-entropy on one logit (the sigmoid is part of the loss, and of the export)."""
 
     type: Literal["bce"]
+    task: ClassVar[str] = "binary"  # the task this loss is for
     pos_weight: PositiveFloat | None = None
 
     def build(self, train_targets: np.ndarray, num_classes: int):
@@ -50,6 +52,7 @@ class MseSpec(StrictModel):
     """Mean squared error."""
 
     type: Literal["mse"]
+    task: ClassVar[str] = "regression"  # the task this loss is for
 
     def build(self, train_targets: np.ndarray, num_classes: int):
         """nn.MSELoss."""
@@ -62,6 +65,7 @@ class L1Spec(StrictModel):
     """Mean absolute error."""
 
     type: Literal["l1"]
+    task: ClassVar[str] = "regression"  # the task this loss is for
 
     def build(self, train_targets: np.ndarray, num_classes: int):
         """nn.L1Loss."""
@@ -74,6 +78,7 @@ class HuberSpec(StrictModel):
     """Squared error below delta, absolute error above."""
 
     type: Literal["huber"]
+    task: ClassVar[str] = "regression"  # the task this loss is for
     delta: PositiveFloat = 1.0
 
     def build(self, train_targets: np.ndarray, num_classes: int):

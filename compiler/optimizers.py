@@ -13,14 +13,11 @@ class _Optimizer(StrictModel):
     lr: PositiveFloat = 0.001
     weight_decay: NonNegativeFloat = 0.0
 
-    def _kwargs(self) -> dict:
-        return self.model_dump(exclude={"type"})
-
     def build(self, params):
         """The torch optimizer over params."""
         import torch.optim
 
-        return getattr(torch.optim, self._torch_name)(params, **self._kwargs())
+        return getattr(torch.optim, self._torch_name)(params, **self.model_dump(exclude={"type"}))
 
 
 class SgdSpec(_Optimizer):

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from .augmentation import AugmentationSpec
+from .base import type_tag, union_members
 from .data import DataSource
 from .layers import LAYER_CLASSES
 from .losses import LossSpec
@@ -74,10 +75,9 @@ def _section(title: str, model: type[BaseModel], level: str = "###") -> list[str
 
 
 def _union(title: str, union) -> list[str]:
-    members = [m for m in get_args(get_args(union)[0])] if get_origin(union) is typing.Annotated else list(union)
     lines = [f"## {title}", ""]
-    for m in members:
-        lines += _section(f"`type: {get_args(m.model_fields['type'].annotation)[0]}`", m)
+    for m in union_members(union):
+        lines += _section(f"`type: {type_tag(m)}`", m)
     return lines
 
 
@@ -95,7 +95,7 @@ def reference_markdown() -> str:
     lines += _union("Data sources (data.source)", DataSource)
     lines += ["## Layers (model.layers)", ""]
     for m in LAYER_CLASSES:
-        lines += _section(f"`type: {get_args(m.model_fields['type'].annotation)[0]}`", m)
+        lines += _section(f"`type: {type_tag(m)}`", m)
     lines += _union("Losses (training.loss)", LossSpec)
     lines += _union("Optimizers (training.optimizer)", OptimizerSpec)
     lines += _union("Schedulers (training.scheduler)", SchedulerSpec)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 
-from .base import shape_str
-from .data import BuiltinSource, DataInfo
+from .base import shape_str, type_tag, union_members
+from .data import DataInfo
 from .errors import ShapeError, did_you_mean
 from .layers import chain_shapes
+from .losses import LossSpec
 from .metrics import monitors
 from .spec import Spec
-
-_LOSS_TASK = {"cross_entropy": "classification", "bce": "binary", "mse": "regression", "l1": "regression", "huber": "regression"}
 
 
 def input_shape(spec: Spec, info: DataInfo) -> tuple[int, ...]:
@@ -56,10 +55,9 @@ def check_rules(spec: Spec, info: DataInfo) -> list[tuple]:
     elif info.labels is not None and info.targets is None:
         out.append((("task",), "regression needs numeric targets, but data.source gives class labels", None))
 
-    loss_task = _LOSS_TASK[tr.loss.type]
-    if loss_task != task:
-        right = [k for k, v in _LOSS_TASK.items() if v == task]
-        out.append((("training", "loss", "type"), f"loss '{tr.loss.type}' is for {loss_task} tasks; a {task} task uses {' or '.join(right)}", None))
+    if tr.loss.task != task:
+        right = [type_tag(m) for m in union_members(LossSpec) if m.task == task]
+        out.append((("training", "loss", "type"), f"loss '{tr.loss.type}' is for {tr.loss.task} tasks; a {task} task uses {' or '.join(right)}", None))
     weights = getattr(tr.loss, "class_weights", None)
     if isinstance(weights, list) and info.labels and len(weights) != len(info.labels):
         out.append((("training", "loss", "class_weights"), f"needs one weight per class ({len(info.labels)}), got {len(weights)}", None))
@@ -87,9 +85,9 @@ def check_rules(spec: Spec, info: DataInfo) -> list[tuple]:
             out.append((("training", "augmentation", i), f"{aug.type} needs image inputs (C, H, W), the model's input is {shape_str(shape)}", None))
     split = spec.data.split
     # the default is allowed, so that a resolved spec (every default written out) validates again
-    if isinstance(spec.data.source, BuiltinSource) and spec.data.source.name == "mnist1d" and "test" in split.model_fields_set \
-            and split.test != type(split).model_fields["test"].default:
-        out.append((("data", "split", "test"), "mnist1d brings its own test set (1000 samples); remove split.test", None))
+    if info.own_test and "test" in split.model_fields_set and split.test != type(split).model_fields["test"].default:
+        source = getattr(spec.data.source, "name", "the data source")
+        out.append((("data", "split", "test"), f"{source} brings its own test set ({info.own_test} samples); remove split.test", None))
     if tr.precision == "fp16" and tr.device in ("cpu", "mps"):
         out.append((("training", "precision"), f"fp16 autocast needs a CUDA device, training.device is '{tr.device}'; use bf16 or fp32", None))
     return out

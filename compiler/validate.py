@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime
-import types
-import typing
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from .base import type_tag, union_members
 from .data import DataError, DataInfo
 from .errors import Issue, SpecError, did_you_mean
 from .loader import Positions, load_yaml, read_yaml_file
@@ -20,45 +19,30 @@ _KIND = {"layers": "layer", "source": "data source", "loss": "loss", "optimizer"
          "scheduler": "scheduler", "augmentation": "augmentation", "branches": "layer"}
 
 
-def _members(tp) -> list:
-    """The concrete types a field annotation allows (Annotated and unions unwrapped)."""
-    origin = get_origin(tp)
-    if origin is typing.Annotated:
-        return _members(get_args(tp)[0])
-    if origin in (Union, types.UnionType):
-        return [m for a in get_args(tp) if a is not type(None) for m in _members(a)]
-    return [tp]
-
-
-def _tag(model) -> str | None:
-    field = model.model_fields.get("type")
-    return get_args(field.annotation)[0] if field is not None and get_args(field.annotation) else None
-
-
 def _models_at(loc: tuple) -> list[type[BaseModel]]:
     """The spec model classes that the pydantic location loc points into."""
     current: list = [Spec]
     for part in loc:
         nxt = []
         for tp in current:
-            for m in _members(tp):
+            for m in union_members(tp):
                 if isinstance(m, type) and issubclass(m, BaseModel):
                     if isinstance(part, str) and part in m.model_fields:
                         nxt.append(m.model_fields[part].annotation)
-                    elif _tag(m) == part:
+                    elif type_tag(m) == part:
                         nxt.append(m)
                 elif get_origin(m) in (list, tuple) and isinstance(part, int):
                     args = get_args(m)
                     nxt.append(args[0] if get_origin(m) is list or args[-1] is Ellipsis else args[min(part, len(args) - 1)])
         current = nxt
-    return [m for tp in current for m in _members(tp) if isinstance(m, type) and issubclass(m, BaseModel)]
+    return [m for tp in current for m in union_members(tp) if isinstance(m, type) and issubclass(m, BaseModel)]
 
 
 _TYPE_NAMES = {"int", "float", "str", "bool", "list", "tuple", "dict", "none"}
 
 
-def _data_path(loc: tuple, data: Any) -> tuple[tuple, tuple]:
-    """Split a pydantic loc into the path that exists in the data and the loc parts that name union members."""
+def _data_path(loc: tuple, data: Any) -> tuple:
+    """The part of a pydantic loc that exists in the data (dropping the parts that name union members)."""
     path, cur = [], data
     for part in loc:
         if isinstance(cur, dict) and part in cur:
@@ -74,7 +58,7 @@ def _data_path(loc: tuple, data: Any) -> tuple[tuple, tuple]:
             break
         else:
             break  # a union member's name, e.g. "literal['balanced']"
-    return tuple(path), loc
+    return tuple(path)
 
 
 def _show(value: Any) -> str:
@@ -89,7 +73,7 @@ def _show(value: Any) -> str:
 def _message(err: dict, data: Any) -> tuple[tuple, str, bool]:
     """(data path, message, point at the key) for one pydantic error."""
     loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
-    path, _ = _data_path(loc, data)
+    path = _data_path(loc, data)
     if kind == "extra_forbidden":
         fields = sorted({f for m in _models_at(loc[:-1]) for f in m.model_fields})
         key = loc[-1]
@@ -100,7 +84,7 @@ def _message(err: dict, data: Any) -> tuple[tuple, str, bool]:
         kind_word = next((_KIND[p] for p in reversed(path) if isinstance(p, str) and p in _KIND), "")
         choices = [c.strip().strip("'") for c in str(ctx.get("expected_tags", "")).split(",")]
         if kind == "union_tag_not_found":
-            choices = [t for t in (_tag(m) for m in _models_at(loc)) if t]
+            choices = [t for t in (type_tag(m) for m in _models_at(loc)) if t]
             return path, f"missing 'type'; valid {kind_word} types: {', '.join(choices)}", False
         tag = ctx.get("tag")
         return path + ("type",), f"unknown {kind_word} type '{tag}'{did_you_mean(tag, choices)}; valid: {', '.join(choices)}", False

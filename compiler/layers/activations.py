@@ -16,13 +16,10 @@ class _Activation(LayerBase):
     def output_shape(self, in_shape: Shape) -> Shape:
         return tuple(in_shape)
 
-    def _kwargs(self) -> dict:
-        return self.model_dump(exclude={"type"})
-
     def build(self, in_shape: Shape, init: InitSpec | None = None):
         import torch.nn as nn
 
-        return getattr(nn, self._module)(**self._kwargs())
+        return getattr(nn, self._module)(**self.model_dump(exclude={"type"}))
 
 
 class ReluSpec(_Activation):

@@ -15,12 +15,14 @@ IntOrPair0 = NonNegativeInt | Pair[NonNegativeInt]
 
 
 def _spatial(in_shape, kernel, stride, padding, dilation, dims, what):
+    """The output sizes after the channel axis; each setting is an int or, in 2-D, an int or a pair."""
+    per_axis = [pair(v) if dims == 2 else (v,) for v in (kernel, stride, padding, dilation)]
     sizes = []
     for i in range(dims):
-        k, s, p, d = (v[i] if dims == 2 else v for v in (kernel, stride, padding, dilation))
+        k, s, p, d = (v[i] for v in per_axis)
         out = conv_out(in_shape[1 + i], k, s, p, d)
         if out < 1:
-            raise ShapeError(f"{what} of size {kernel} does not fit input {shape_str(in_shape)}")
+            raise ShapeError(f"{what} of size {per_axis[0] if dims == 2 else kernel} does not fit input {shape_str(in_shape)}")
         sizes.append(out)
     return tuple(sizes)
 
@@ -33,15 +35,11 @@ class _Conv(ParamLayer):
     groups: PositiveInt = 1
     bias: bool = True
 
-    def _norm(self, v):
-        return pair(v) if self._dims == 2 else v
-
     def output_shape(self, in_shape: Shape) -> Shape:
         expect_rank(in_shape, (self._dims + 1,), self._layout)
         if in_shape[0] % self.groups or self.out_channels % self.groups:
             raise ShapeError(f"groups={self.groups} must divide in_channels={in_shape[0]} and out_channels={self.out_channels}")
-        n = self._norm
-        return (self.out_channels, *_spatial(in_shape, n(self.kernel_size), n(self.stride), n(self.padding), n(self.dilation), self._dims, "kernel"))
+        return (self.out_channels, *_spatial(in_shape, self.kernel_size, self.stride, self.padding, self.dilation, self._dims, "kernel"))
 
     def build(self, in_shape: Shape, init: InitSpec | None = None):
         import torch.nn as nn
@@ -86,9 +84,8 @@ class _Pool(LayerBase):
 
     def output_shape(self, in_shape: Shape) -> Shape:
         expect_rank(in_shape, (self._dims + 1,), self._layout)
-        n = (lambda v: pair(v)) if self._dims == 2 else (lambda v: v)
         stride = self.stride if self.stride is not None else self.kernel_size
-        return (in_shape[0], *_spatial(in_shape, n(self.kernel_size), n(stride), n(self.padding), n(1), self._dims, "pooling window"))
+        return (in_shape[0], *_spatial(in_shape, self.kernel_size, stride, self.padding, 1, self._dims, "pooling window"))
 
     def build(self, in_shape: Shape, init: InitSpec | None = None):
         import torch.nn as nn

@@ -49,6 +49,33 @@ def _npz_lengths(h, tmp_path):
     return h.spec_file(tmp_path, h.base_spec(data={"source": {"type": "npz", "path": "data.npz"}})), "'x' has 10 rows but 'y' has 9"
 
 
+def _npz_one_hot_labels(h, tmp_path):
+    np.savez(tmp_path / "data.npz", x=np.zeros((10, 4)), y=np.eye(2)[np.arange(10) % 2])
+    spec = h.base_spec(data={"source": {"type": "npz", "path": "data.npz"}})
+    return h.spec_file(tmp_path, spec), "class labels 'y' need one label per sample, shape (N,); got shape (10, 2)"
+
+
+def _npz_one_value_per_sample(h, tmp_path):
+    np.savez(tmp_path / "data.npz", x=np.zeros(10), y=np.arange(10) % 2)
+    spec = h.base_spec(data={"source": {"type": "npz", "path": "data.npz"}})
+    return h.spec_file(tmp_path, spec), "'x' needs one row per sample, shape (N, ...); got shape (10,)"
+
+
+def _npz_string_regression_targets(h, tmp_path):
+    np.savez(tmp_path / "data.npz", x=np.zeros((10, 4)), y=np.array(["a", "b"] * 5))
+    spec = h.base_spec(task="regression", data={"source": {"type": "npz", "path": "data.npz"}, "split": {"stratify": False}},
+                       training={"loss": {"type": "mse"}}, model={"layers": [{"type": "linear", "out_features": 1}]})
+    return h.spec_file(tmp_path, spec), "regression targets 'y' must be numeric, got dtype <U1"
+
+
+def _parquet_nans_with_a_string_index(h, tmp_path):
+    frame = h.table()
+    frame.loc[[3, 7], "x2"] = np.nan
+    frame.index = [f"r{i}" for i in range(len(frame))]
+    frame.to_parquet(tmp_path / "animals.parquet")
+    return h.spec_file(tmp_path, h.table_spec(tmp_path / "animals.parquet", "parquet")), "column 'x2' has missing values (rows 4, 8)"
+
+
 def _string_regression_target(h, tmp_path):
     spec = h.table_spec(h.write_csv(tmp_path), task="regression", training={"loss": {"type": "mse"}},
                         model={"layers": [{"type": "linear", "out_features": 1}]}, data={"split": {"stratify": False}})
@@ -70,7 +97,9 @@ def _unreadable_csv(h, tmp_path):
 
 
 CASES = {f.__name__.strip("_"): f for f in (_missing_file, _missing_target, _nans, _one_class, _not_an_image, _npz_missing_array,
-                                            _npz_lengths, _string_regression_target, _empty_image_folder, _unreadable_csv)}
+                                            _npz_lengths, _npz_one_hot_labels, _npz_one_value_per_sample,
+                                            _npz_string_regression_targets, _parquet_nans_with_a_string_index,
+                                            _string_regression_target, _empty_image_folder, _unreadable_csv)}
 
 
 @pytest.mark.parametrize("case", CASES)
