@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", ["logreg", "mlp", "cnn", "gru"])
-def test_reproduction_spec_trains_the_same_weights_as_the_plain_loop(name):
+def test_reproduction_spec_trains_the_same_weights_as_the_plain_loop(name, cached_mnist1d):
     spec, _ = load_spec_with_data(str(ROOT / "specs" / "mnist1d" / f"{name}.yaml"),
                                   ["training.epochs=2", "training.seed=3", "training.device=cpu"])
     ours = train(spec, write=False).model

@@ -2,7 +2,6 @@
 answer raw inputs (CSV rows with categories, PNG files, unscaled features) as PyTorch does; the
 repository never serves a half-written version; every example's config.pbtxt is valid Triton."""
 
-import functools
 import json
 from pathlib import Path
 
@@ -340,19 +339,6 @@ def test_export_refuses_an_existing_version_unless_overwrite(h, table_model, tmp
 # --- every example spec's Triton config ---------------------------------------------------
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("specs").glob("**/*.yaml"))
-
-
-@pytest.fixture
-def cached_mnist1d(monkeypatch):
-    """MNIST-1D is generated on every load (~2 s); generate it once for all the examples."""
-    from nnspec.compiler import data
-
-    monkeypatch.setattr(data, "_load_mnist1d", _mnist1d_once(data._load_mnist1d))
-
-
-@functools.cache
-def _mnist1d_once(loader):
-    return functools.cache(loader)
 
 
 @pytest.fixture
