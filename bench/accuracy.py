@@ -141,17 +141,16 @@ def _machine() -> str:
         return platform.machine()
 
 
-def _same_recipe_row(cache: dict, rel: str, digest: str, runs: list[dict], notebook: float | None) -> str | None:
-    """One row of the plain-PyTorch comparison, where the plain runs for this spec are cached."""
-    ours = {int(k.rsplit("#seed", 1)[1]): 100 * v["test"]["accuracy"] for k, v in cache.items() if k.startswith(f"{rel}@{digest}#seed")}
-    plain = {int(k.rsplit("#plain-seed", 1)[1]): v["accuracy %"] for k, v in cache.items() if k.startswith(f"{rel}@{digest}#plain-seed")}
-    shared = sorted(set(ours) & set(plain))
-    if notebook is None or not shared:
+def _same_recipe_row(cache: dict, rel: str, digest: str, seeds: range, notebook: float | None) -> str | None:
+    """One row of the plain-PyTorch comparison, where the plain runs of these seeds are cached."""
+    keys = [(f"{rel}@{digest}#plain-seed{s}", f"{rel}@{digest}#seed{s}") for s in seeds]
+    if notebook is None or not all(k in cache for pair in keys for k in pair):
         return None
-    p, o = [plain[i] for i in shared], [ours[i] for i in shared]
+    p = [cache[plain]["accuracy %"] for plain, _ in keys]
+    o = [100 * cache[ours]["test"]["accuracy"] for _, ours in keys]
     spread = (lambda v: f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}")
     diff = max(abs(a - b) for a, b in zip(p, o))
-    nb_plain = plain.get(NOTEBOOK_SEED)
+    nb_plain = cache.get(f"{rel}@{digest}#plain-seed{NOTEBOOK_SEED}", {}).get("accuracy %")
     nb_ours = cache.get(f"{rel}@{digest}#notebook-seed{NOTEBOOK_SEED}")
     at42 = (f"{notebook} / {nb_plain:.2f} / {100 * nb_ours['test']['accuracy']:.2f}" if nb_plain is not None and nb_ours else "—")
     return f"| `{rel}` | {spread(p)} | {spread(o)} | {diff:.2f} | {at42} |"
@@ -163,7 +162,7 @@ def write_results(out: Path, cache: dict, seeds: int) -> None:
     for file in sorted((ROOT / "specs").rglob("*.yaml")):
         rel = str(file.relative_to(ROOT / "specs"))
         digest = hashlib.sha256(file.read_bytes()).hexdigest()[:16]
-        runs = [cache[k] for k in cache if k.startswith(f"{rel}@{digest}#seed")]
+        runs = [cache[k] for k in (f"{rel}@{digest}#seed{s}" for s in range(seeds)) if k in cache]
         if not runs:
             continue
         spec, info = load_spec_with_data(file)
@@ -180,7 +179,7 @@ def write_results(out: Path, cache: dict, seeds: int) -> None:
                                f"(seeds: {', '.join(f'{v:.1f}' for v in scores)}; paper table: {paper:.0f})")
             verdict = (f"{mean - notebook:+.1f} vs notebook" if notebook is not None else
                        ("≥ paper" if mean >= paper else "below paper"))
-            if (same := _same_recipe_row(cache, rel, digest, runs, notebook)) is not None:
+            if (same := _same_recipe_row(cache, rel, digest, range(seeds), notebook)) is not None:
                 rows_same.append(same)
             rows_m1d.append(f"| `{rel}` | {params:,} | {paper:.0f} | {notebook if notebook is not None else '—'} | {cell} (n={len(scores)}) | {verdict} | {secs:.0f} |")
         else:
@@ -192,7 +191,8 @@ def write_results(out: Path, cache: dict, seeds: int) -> None:
         "# Results", "",
         f"Produced by `python bench/accuracy.py --seeds {seeds}` from the committed specs; "
         f"{time.strftime('%Y-%m-%d')}, {_machine()}, CPU only. "
-        "Test-set numbers, mean ± standard deviation over training seeds (training.seed = 0, 1, 2; the data split is fixed). "
+        f"Test-set numbers, mean ± standard deviation over training seeds (training.seed = {', '.join(map(str, range(seeds)))}; "
+        "the data split is fixed). "
         "Seconds: median wall time of one training run (one torch thread, two runs side by side on the two cores), per-epoch evaluation included.", "",
         "## MNIST-1D: the paper's table, reproduced and beaten", "",
         "Paper: Greydanus & Kobak, *Scaling down deep learning* (2020; ICML 2024). 'notebook' is what the authors' own "
@@ -212,7 +212,7 @@ def write_results(out: Path, cache: dict, seeds: int) -> None:
         "authors' recipe (`tests/e2e/test_mnist1d_reference.py` checks the weights agree after two epochs); what remains "
         "between these numbers and the notebook's is the notebook's environment (its downloaded data file, PyTorch "
         "build and machine), which cannot be rerun offline, not the tool.", "",
-        "| spec | plain PyTorch % (seeds 0–2) | nnspec % (seeds 0–2) | largest per-seed difference | seed 42: notebook / plain / nnspec % |",
+        f"| spec | plain PyTorch % (seeds 0–{seeds - 1}) | nnspec % (seeds 0–{seeds - 1}) | largest per-seed difference | seed 42: notebook / plain / nnspec % |",
         "|---|---:|---:|---:|---|", *rows_same, "",
         "## scikit-learn data sets", "",
         "References on the same train/test split, same machine: scikit-learn's `MLPClassifier`/`MLPRegressor` "

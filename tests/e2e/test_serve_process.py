@@ -38,8 +38,11 @@ def server(tmp_path_factory):
                 if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.1)
+                pass
             assert proc.poll() is None, proc.stdout.read().decode()
+            time.sleep(0.1)
+        else:
+            pytest.fail("the server was not ready within 30 s")
         yield url, port
     finally:
         proc.terminate()

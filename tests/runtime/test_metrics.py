@@ -59,8 +59,9 @@ def test_binary_metrics_match_sklearn_including_auc():
 
 
 def test_binary_auc_is_nan_when_one_class_is_missing():
-    got = compute_metrics("binary", torch.randn(5, 1), torch.ones(5, 1))
-    assert np.isnan(got["auc"]) and got["accuracy"] >= 0
+    z = torch.tensor([[2.0], [-1.0], [0.5], [-3.0], [1.0]])
+    got = compute_metrics("binary", z, torch.ones(5, 1))
+    assert np.isnan(got["auc"]) and got["accuracy"] == pytest.approx(3 / 5)  # the positive logits are right
 
 
 def test_regression_metrics_match_sklearn_in_the_targets_units():

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import threading
 from pathlib import Path
@@ -18,17 +17,6 @@ CLASSIFIER = {
                 {"name": "class_index", "dtype": "int64", "shape": []}],
     "serving": {"max_batch_size": 32, "max_queue_delay_ms": 1.5},
 }
-
-
-def model_config_pb2():
-    # tritonclient.grpc's __init__ needs grpcio; the generated module itself only needs protobuf
-    import tritonclient
-
-    path = Path(tritonclient.__file__).parent / "grpc" / "model_config_pb2.py"
-    spec = importlib.util.spec_from_file_location("model_config_pb2", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_publish_numbers_versions_and_sets_manifest_version(tmp_path):
@@ -123,8 +111,8 @@ def test_read_manifest_errors(tmp_path):
         r.read_manifest(tmp_path)
 
 
-def test_config_pbtxt_parses_as_triton_model_config(tmp_path):
-    pb2 = model_config_pb2()
+def test_config_pbtxt_parses_as_triton_model_config(h, tmp_path):
+    pb2 = h.model_config_pb2()
     path = r.write_config_pbtxt(tmp_path, "digits", CLASSIFIER)
     config = text_format.Parse(path.read_text(), pb2.ModelConfig())
     assert config.name == "digits" and config.platform == "onnxruntime_onnx"

@@ -1,4 +1,5 @@
 import base64
+import json
 
 import numpy as np
 import onnx_fixtures as fx
@@ -124,7 +125,7 @@ def test_run_checks_shape_dtype_and_finiteness(sessions):
 
 
 def test_bad_model_folder(tmp_path):
-    (tmp_path / "nnspec.json").write_text(fx.json.dumps(fx.manifest("iris")))
+    (tmp_path / "nnspec.json").write_text(json.dumps(fx.manifest("iris")))
     (tmp_path / "model.onnx").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot load"):
         ModelSession(tmp_path)

@@ -35,11 +35,14 @@ def _spec(h, tmp_path, in_memory, **training):
     }, name=f"spec-{in_memory}.yaml")
 
 
-@pytest.fixture
-def runs(h, tmp_path):
-    """The same spec trained resident and streamed: {in_memory: TrainResult}."""
-    h.image_folder(tmp_path / "images", per_class=12, size=16)  # 36 PNGs, resized to 12x12
-    return {flag: train(_spec(h, tmp_path, flag), runs_dir=tmp_path / f"runs-{flag}", device="cpu") for flag in (True, False)}
+@pytest.fixture(scope="module")
+def runs(h, tmp_path_factory):
+    """The same spec trained resident and streamed, once for the module: {in_memory: TrainResult}."""
+    folder = tmp_path_factory.mktemp("streaming")
+    h.image_folder(folder / "images", per_class=12, size=16)  # 36 PNGs, resized to 12x12
+    with pytest.MonkeyPatch.context() as patch:  # the autouse _no_workers is function-scoped: set it here too
+        patch.setattr(runtime_data, "NUM_WORKERS", 0)
+        return {flag: train(_spec(h, folder, flag), runs_dir=folder / f"runs-{flag}", device="cpu") for flag in (True, False)}
 
 
 def test_streamed_training_matches_the_resident_run(runs):

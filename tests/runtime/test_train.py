@@ -417,7 +417,7 @@ AUGMENTATIONS = [
 
 
 @pytest.fixture(scope="module")
-def digits_image_spec(tmp_path_factory):
+def digits_image_spec():
     return {
         "version": 1, "name": "aug", "task": "classification",
         "data": {"source": {"type": "builtin", "name": "digits"}, "split": {"validation": 0.2, "test": 0.2, "stratify": True}},
