@@ -44,8 +44,10 @@ def serve(
     try:
         settings = Settings(repository=repo.resolve(), api_key_env=api_key_env, max_body_mb=max_body_mb,
                             poll_seconds=poll_seconds, batching=batching, workers=workers)
-    except ValidationError as exc:
-        _fail(exc.errors()[0]["msg"])
+    except ValidationError as exc:  # name the option, as the user typed it
+        first = exc.errors()[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"
+        _fail(f"{option}: {first['msg']}")
     try:
         api_key(settings)  # checked once here, for one process or several
     except RuntimeError as exc:

@@ -3,8 +3,9 @@
 # seconds per epoch side by side. Run it on a machine with a GPU:  bash scripts/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
-[ -x "$PY" ] || { python3 -m venv .venv && .venv/bin/pip install -q "${TORCH:-torch==2.13.0}" && .venv/bin/pip install -q -e ".[train]"; PY=.venv/bin/python; }
+# Its own venv: the Makefile's .venv holds the CPU wheel, which would report no CUDA device.
+PY=${PY:-.venv-gpu/bin/python}
+[ -x "$PY" ] || { python3 -m venv .venv-gpu && .venv-gpu/bin/pip install -q "${TORCH:-torch==2.13.0}" && .venv-gpu/bin/pip install -q -e ".[train]"; PY=.venv-gpu/bin/python; }
 "$PY" - <<'PY'
 import torch
 from nnspec.compiler import load_spec

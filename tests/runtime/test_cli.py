@@ -28,3 +28,8 @@ def test_predict_with_a_folder_that_is_no_model_names_it(h, tmp_path):
     result = h.cli(["predict", tmp_path / "nowhere", tmp_path / "rows.csv"])
     assert result.exit_code == 2
     assert result.stderr == f"error: {tmp_path / 'nowhere'}: not an exported model version (no nnspec.json)\n"
+
+
+def test_serve_names_the_bad_option(h, tmp_path):
+    result = h.cli(["serve", tmp_path, "--max-body-mb", "-1"])
+    assert result.exit_code == 2 and result.stderr == "error: --max-body-mb: Input should be greater than 0\n"
