@@ -15,8 +15,9 @@ class LRSchedule:
     """A torch scheduler plus linear warmup; the loop calls step_batch after every optimizer step
     and step_epoch after every validation."""
 
-    def __init__(self, optimizer, main, warmup_steps: int, per_batch: bool):
+    def __init__(self, optimizer, main, warmup_steps: int, per_batch: bool, monitor: str | None = None):
         self.optimizer, self.main, self.warmup_steps, self.per_batch = optimizer, main, warmup_steps, per_batch
+        self.monitor = monitor  # the metric an epoch-wise (plateau) schedule steps on
         self.base = [g["lr"] for g in optimizer.param_groups]  # the main schedule's first lr
         self.t = 0
         self._warm()
@@ -40,7 +41,7 @@ class LRSchedule:
     def step_epoch(self, metrics: dict[str, float]):
         """After each epoch's validation; only plateau listens."""
         if not self.per_batch and self.t >= self.warmup_steps:
-            self.main.step(metrics[self.main.monitor])
+            self.main.step(metrics[self.monitor])
 
     def state_dict(self) -> dict:
         """Everything needed to resume."""
@@ -62,7 +63,7 @@ class _Scheduler(StrictModel):
     def build(self, optimizer, steps_per_epoch: int, epochs: int) -> LRSchedule:
         """The schedule for this optimizer, counting steps_per_epoch optimizer steps per epoch."""
         main = self._main(optimizer, steps_per_epoch, max(epochs - self.warmup_epochs, 1))
-        return LRSchedule(optimizer, main, self.warmup_epochs * steps_per_epoch, self.per_batch)
+        return LRSchedule(optimizer, main, self.warmup_epochs * steps_per_epoch, self.per_batch, getattr(self, "monitor", None))
 
 
 class StepSpec(_Scheduler):
@@ -128,9 +129,7 @@ class PlateauSpec(_Scheduler):
 
         from .metrics import metric_mode
 
-        main = ReduceLROnPlateau(optimizer, mode=metric_mode(self.monitor), factor=self.factor, patience=self.patience, min_lr=self.min_lr)
-        main.monitor = self.monitor
-        return main
+        return ReduceLROnPlateau(optimizer, mode=metric_mode(self.monitor), factor=self.factor, patience=self.patience, min_lr=self.min_lr)
 
 
 class CosineSpec(_Scheduler):
