@@ -77,7 +77,11 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
     app.include_router(routes_v2.infer_router)
     app.include_router(routes_ops.router)
     endpoints = routes_v1.FAST_ENDPOINTS + routes_v2.FAST_ENDPOINTS
-    fast = [route for route in app.routes if isinstance(route, APIRoute) and route.endpoint in endpoints]
+    # From the routers themselves: FastAPI may keep included routers as lazy wrappers in app.routes.
+    fast = [route for route in routes_v1.router.routes + routes_v2.infer_router.routes
+            if isinstance(route, APIRoute) and route.endpoint in endpoints]
+    if len(fast) != len(endpoints):
+        raise RuntimeError("an inference route of the fast path is not registered")
     app.add_middleware(ServingMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics,
                        fast_routes=fast if fast_path else [])
     return app

@@ -76,3 +76,11 @@ def test_fast_path_answers_like_fastapi_routing(shared_repo, monkeypatch, api_ke
     requests = [sorted(line for line in text.splitlines() if line.startswith("nnspec_requests_total{"))
                 for text in metrics]
     assert requests[0] == requests[1] and requests[0]
+
+
+def test_the_fast_path_serves_the_four_inference_routes(shared_repo):
+    app = create_app(Settings(repository=shared_repo, intra_op_threads=1))
+    (middleware,) = [m for m in app.user_middleware if m.cls.__name__ == "ServingMiddleware"]
+    assert sorted(route.path for route in middleware.kwargs["fast_routes"]) == [
+        "/v1/models/{name}/versions/{version}:predict", "/v1/models/{name}:predict",
+        "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"]
