@@ -1,9 +1,9 @@
 """Train every spec in specs/ (three seeds where cheap) and write docs/RESULTS.md.
 
-Beside each number: the published or reference-notebook result where one exists (MNIST-1D), and
-for the scikit-learn data sets a same-machine, same-split reference (MLP and gradient boosting).
-For the four MNIST-1D reproductions it also runs the authors' recipe in plain PyTorch
-(bench/mnist1d_reference.py) with the same seeds, and both with the notebook's seed 42.
+Beside each number: the published MNIST-1D accuracies in PUBLISHED (docs/RESULTS.md names their
+source), and for the scikit-learn data sets a same-machine, same-split reference (MLP and gradient
+boosting). For the four MNIST-1D reproductions it also runs the same recipe in plain PyTorch
+(bench/mnist1d_reference.py) with the same seeds, and both once more with seed 42.
 
     python bench/accuracy.py [--seeds 3] [--jobs 2] [--only mnist1d] [--out docs/RESULTS.md]
 
@@ -32,7 +32,8 @@ from nnspec.runtime.train import train
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / ".accuracy_cache.json"
 
-# (paper table, authors' reference notebooks) test accuracy in %, Greydanus & Kobak, "Scaling down deep learning".
+# Published MNIST-1D test accuracy in % per spec: (the benchmark's table value, the value its authors' own training
+# code reaches with the same model, or None where the spec is not a reproduction); docs/RESULTS.md names the source.
 PUBLISHED = {
     "mnist1d/logreg.yaml": (32.0, 31.5), "mnist1d/mlp.yaml": (68.0, 64.6),
     "mnist1d/cnn.yaml": (94.0, 92.3), "mnist1d/gru.yaml": (91.0, 89.1),
@@ -69,16 +70,16 @@ def sklearn_references(spec) -> dict[str, float]:
     return {name: 100 * float(m.fit(xtr, ytr.astype(int)).score(xte, yte.astype(int))) for name, m in models.items()}
 
 
-NOTEBOOK_SEED = 42  # the seed the authors' notebook runs with
+NOTEBOOK_SEED = 42  # the seed the published per-model accuracies were obtained with
 
 
 def reproduction(rel: str) -> str | None:
-    """The reference-notebook model a spec reproduces ('gru' for mnist1d/gru.yaml), else None."""
+    """The bench/mnist1d_reference.py model a spec reproduces ('gru' for mnist1d/gru.yaml), else None."""
     return Path(rel).stem if rel in PUBLISHED and PUBLISHED[rel][1] is not None else None
 
 
 def plain_one(model: str, seed: int) -> dict:
-    """The authors' recipe in plain PyTorch (bench/mnist1d_reference.py), one seed."""
+    """The reproduction recipe in plain PyTorch (bench/mnist1d_reference.py), one seed."""
     from mnist1d_reference import reference_run
 
     t0 = time.perf_counter()
@@ -112,7 +113,7 @@ def main() -> None:
         todo += [(f"{rel}@{digest}#seed{seed}", (train_one, str(file), seed)) for seed in range(args.seeds)
                  if f"{rel}@{digest}#seed{seed}" not in cache]
         model = reproduction(rel)
-        if model:  # the same recipe without nnspec, same seeds, plus the notebook's own seed for both
+        if model:  # the same recipe without nnspec, same seeds, plus NOTEBOOK_SEED for both
             todo += [(key, (plain_one, model, seed)) for seed in [*range(args.seeds), NOTEBOOK_SEED]
                      if (key := f"{rel}@{digest}#plain-seed{seed}") not in cache]
             if (key := f"{rel}@{digest}#notebook-seed{NOTEBOOK_SEED}") not in cache:

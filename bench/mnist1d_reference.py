@@ -1,14 +1,15 @@
-"""The MNIST-1D authors' training recipe in plain PyTorch, beside nnspec's reproduction specs.
+"""The MNIST-1D baseline training recipe in plain PyTorch, beside nnspec's reproduction specs.
 
 Checks that `specs/mnist1d/{logreg,mlp,cnn,gru}.yaml` train the same network the same way as the
-authors' notebooks (greydanus/mnist1d: notebooks/models.py and train.py): same data generator,
-same initialization for a given seed, Adam at lr 0.01, batches of 100 taken in order, 6000 steps,
-the final weights scored on the 1000 test signals. For each seed it prints the plain loop's test
-accuracy and nnspec's, so any difference between the two is visible run by run.
+published MNIST-1D baselines: data from the mnist1d package's generator with its default arguments,
+the same modules built in the same order (so a seed gives the same initial weights), Adam at lr
+0.01, batches of 100 taken in order, 6000 steps, the final weights scored on the 1000 test signals.
+For each seed it prints the plain loop's test accuracy and nnspec's, so any difference between the
+two is visible run by run.
 
     python bench/mnist1d_reference.py --model gru --seeds 0 1 2 42 [--jobs 2]
 
-Seed 42 is the seed the authors' notebook uses.
+Seed 42 is the seed the published per-model accuracies were obtained with.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ STEPS, BATCH, LR = 6000, 100, 0.01
 
 
 def reference_model(name: str):
-    """The notebook's models, rebuilt with torch.nn in the same construction order (so the same seed gives the same weights)."""
+    """The baseline models, built with torch.nn in a fixed construction order (so the same seed gives the same weights)."""
     import torch
     from torch import nn
 
@@ -71,7 +72,7 @@ def mnist1d_tensors():
 
 
 def reference_train(name: str, seed: int, steps: int = STEPS):
-    """The authors' recipe: seed, build, Adam 0.01, batches of 100 in order; returns the final model."""
+    """The baseline recipe: seed, build, Adam 0.01, batches of 100 in order; returns the final model."""
     import torch
 
     x, y, _, _ = mnist1d_tensors()
@@ -88,7 +89,7 @@ def reference_train(name: str, seed: int, steps: int = STEPS):
 
 
 def reference_run(name: str, seed: int, steps: int = STEPS) -> float:
-    """Test accuracy (%) of the authors' recipe with its final weights, one torch thread."""
+    """Test accuracy (%) of the baseline recipe with its final weights, one torch thread."""
     import torch
 
     torch.set_num_threads(1)

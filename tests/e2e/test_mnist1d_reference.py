@@ -1,4 +1,4 @@
-"""The MNIST-1D reproduction specs train exactly the authors' recipe (bench/mnist1d_reference.py)."""
+"""The MNIST-1D reproduction specs train exactly the plain-PyTorch baseline recipe (bench/mnist1d_reference.py)."""
 
 from pathlib import Path
 
