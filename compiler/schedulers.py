@@ -159,7 +159,7 @@ class CosineRestartsSpec(_Scheduler):
 
 
 class OneCycleSpec(_Scheduler):
-    """Ramp up to max_lr then anneal (Smith's one-cycle policy)."""
+    """Ramp the lr from max_lr / 25 up to max_lr over pct_start of the steps, then cosine-anneal it to max_lr / 250000."""
 
     type: Literal["one_cycle"]
     max_lr: PositiveFloat
