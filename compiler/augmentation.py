@@ -35,8 +35,8 @@ class _Augmentation(StrictModel):
 class GaussianNoiseSpec(_Augmentation):
     """Adds N(0, std²) noise to every (normalized) input value."""
 
-    type: Literal["gaussian_noise"]
-    std: PositiveFloat
+    type: Literal["gaussian_noise"] = Field(description="Selects additive Gaussian noise.")
+    std: PositiveFloat = Field(description="Standard deviation of the noise, in normalized input units.")
 
     def apply(self, x):
         import torch
@@ -47,8 +47,8 @@ class GaussianNoiseSpec(_Augmentation):
 class RandomShiftSpec(_Augmentation):
     """Shifts each sample by up to max_shift positions along its last axis (last two for images)."""
 
-    type: Literal["random_shift"]
-    max_shift: PositiveInt
+    type: Literal["random_shift"] = Field(description="Selects random shifts along the last axis (the last two for images).")
+    max_shift: PositiveInt = Field(description="Largest shift in positions (pixels for images); each sample draws its own offsets, and vacated positions become 0 in normalized units.")
 
     def apply(self, x):
         axes = (-2, -1) if x.dim() == 4 else (-1,)
@@ -58,8 +58,8 @@ class RandomShiftSpec(_Augmentation):
 class HorizontalFlipSpec(_Augmentation):
     """Mirrors each image left-right with probability p."""
 
-    type: Literal["horizontal_flip"]
-    p: Probability = 0.5
+    type: Literal["horizontal_flip"] = Field(description="Selects random left-right flips of (C, H, W) images.")
+    p: Probability = Field(0.5, description="Probability of flipping each image.")
     needs_image: ClassVar[bool] = True
 
     def apply(self, x):
@@ -72,8 +72,8 @@ class HorizontalFlipSpec(_Augmentation):
 class RandomCropSpec(_Augmentation):
     """Pads each image by `padding` pixels and crops a random window of the original size."""
 
-    type: Literal["random_crop"]
-    padding: PositiveInt
+    type: Literal["random_crop"] = Field(description="Selects random crops of (C, H, W) images.")
+    padding: PositiveInt = Field(description="Pixels of zero padding on each side; the crop window moves up to this far from the center.")
     needs_image: ClassVar[bool] = True
 
     def apply(self, x):
@@ -83,8 +83,8 @@ class RandomCropSpec(_Augmentation):
 class RandomRotationSpec(_Augmentation):
     """Rotates each image by a random angle in [-degrees, degrees]."""
 
-    type: Literal["random_rotation"]
-    degrees: float = Field(gt=0, le=180)
+    type: Literal["random_rotation"] = Field(description="Selects random rotations of (C, H, W) images.")
+    degrees: float = Field(gt=0, le=180, description="Largest rotation angle in degrees; each image draws its own in [-degrees, degrees], corners filled with 0.")
     needs_image: ClassVar[bool] = True
 
     def apply(self, x):
@@ -103,8 +103,8 @@ class RandomRotationSpec(_Augmentation):
 class MixupSpec(_Augmentation):
     """Trains on convex mixtures of sample pairs and of their targets (λ ~ Beta(alpha, alpha))."""
 
-    type: Literal["mixup"]
-    alpha: PositiveFloat = 0.2
+    type: Literal["mixup"] = Field(description="Selects mixup of sample pairs and their targets.")
+    alpha: PositiveFloat = Field(0.2, description="Parameter of the Beta(alpha, alpha) distribution of the mixing weight, drawn once per batch; small values keep mixtures close to one sample.")
 
     def build(self, task: str, num_outputs: int):
         import torch

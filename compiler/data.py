@@ -87,8 +87,10 @@ _BUILTIN = {  # name: (shape, labels or None for regression, sklearn loader (Non
 class BuiltinSource(_Source):
     """scikit-learn's bundled data sets and MNIST-1D, all generated or read offline."""
 
-    type: Literal["builtin"]
-    name: Literal["digits", "iris", "wine", "breast_cancer", "diabetes", "mnist1d"]
+    type: Literal["builtin"] = Field(description="Selects a bundled data set, read or generated offline.")
+    name: Literal["digits", "iris", "wine", "breast_cancer", "diabetes", "mnist1d"] = Field(
+        description="Which data set: digits (8x8 images as 64 values), iris, wine or breast_cancer (two classes) for classifiers, "
+                    "diabetes for regression, or mnist1d (40-value signals with its own 1000-sample test set).")
 
     def describe(self, base: Path, task: str) -> DataInfo:
         shape, labels, _, own_test = _BUILTIN[self.name]
@@ -120,9 +122,9 @@ def _load_mnist1d(info: DataInfo) -> RawData:
 class _TableSource(_Source):
     _first_row: ClassVar[int] = 1  # how the file numbers its first data row, for messages
     _row_word: ClassVar[str] = "rows"
-    path: str
-    target: str
-    features: list[str] | None = Field(None, min_length=1)
+    path: str = Field(description="The table file, relative to the spec's folder.")
+    target: str = Field(description="Column holding the class labels, or the numeric target for regression.")
+    features: list[str] | None = Field(None, min_length=1, description="Input columns in this order; null takes every column but the target. Numeric columns stay numbers; others (strings, booleans) are one-hot encoded.")
 
     def _read(self, path: Path):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -168,7 +170,7 @@ class _TableSource(_Source):
 class CsvSource(_TableSource):
     """A CSV file: one target column, numeric and string (one-hot) feature columns."""
 
-    type: Literal["csv"]
+    type: Literal["csv"] = Field(description="Selects a CSV file with a header row.")
     _first_row: ClassVar[int] = 2  # line 1 is the header
     _row_word: ClassVar[str] = "file rows"
 
@@ -181,7 +183,7 @@ class CsvSource(_TableSource):
 class ParquetSource(_TableSource):
     """A Parquet file, read like a CSV."""
 
-    type: Literal["parquet"]
+    type: Literal["parquet"] = Field(description="Selects a Parquet file.")
 
     def _read(self, path: Path):
         import pandas as pd
@@ -192,10 +194,10 @@ class ParquetSource(_TableSource):
 class NpzSource(_Source):
     """A NumPy .npz archive with a features array and a labels/targets array."""
 
-    type: Literal["npz"]
-    path: str
-    x: str = "x"
-    y: str = "y"
+    type: Literal["npz"] = Field(description="Selects a NumPy .npz archive.")
+    path: str = Field(description="The .npz archive, relative to the spec's folder.")
+    x: str = Field("x", description="Name of the numeric inputs array, one row per sample: shape (N, ...).")
+    y: str = Field("y", description="Name of the targets array: class labels (N,) for classifiers, numeric (N,) or (N, T) for regression.")
 
     def load(self, base: Path, task: str) -> RawData:
         path = self._path(base)
@@ -245,11 +247,11 @@ def decode_image(file: Path, size: tuple[int, int], color: str) -> np.ndarray:
 class ImageFolderSource(_Source):
     """A folder with one subfolder of images per class, decoded with Pillow and resized."""
 
-    type: Literal["image_folder"]
-    path: str
-    image_size: Pair[PositiveInt]
-    color: Literal["grayscale", "rgb"] = "rgb"
-    in_memory: Literal["auto", True, False] = "auto"  # true: decode all up front; false: stream batches from disk; auto: stream above IN_MEMORY_LIMIT
+    type: Literal["image_folder"] = Field(description="Selects a folder of images, one subfolder per class.")
+    path: str = Field(description="The folder, relative to the spec's folder; each subfolder's name is a class label.")
+    image_size: Pair[PositiveInt] = Field(description="[height, width] in pixels every image is resized to (bilinear); one integer means a square.")
+    color: Literal["grayscale", "rgb"] = Field("rgb", description="Color mode images are converted to: grayscale (1 channel) or rgb (3 channels).")
+    in_memory: Literal["auto", True, False] = Field("auto", description=f"true: decode every image into memory up front; false: stream batches from disk; auto: stream when the decoded float32 images exceed {IN_MEMORY_LIMIT / 1024**3:g} GiB.")
 
     @model_validator(mode="before")
     @classmethod

@@ -13,10 +13,10 @@ from .base import PositiveFloat, Probability, StrictModel
 class CrossEntropySpec(StrictModel):
     """Softmax cross-entropy for classification; targets may be indices or (mixup) probabilities."""
 
-    type: Literal["cross_entropy"]
+    type: Literal["cross_entropy"] = Field(description="Selects softmax cross-entropy (classification).")
     task: ClassVar[str] = "classification"  # the task this loss is for
-    label_smoothing: Probability = 0.0
-    class_weights: Literal["balanced"] | list[PositiveFloat] | None = None
+    label_smoothing: Probability = Field(0.0, description="Share of each target's probability spread evenly over all classes; 0 trains on hard targets.")
+    class_weights: Literal["balanced"] | list[PositiveFloat] | None = Field(None, description="Per-class loss weights: balanced (samples / (classes · class count), counted on the training split), one weight per class in label order, or null for equal weights.")
 
     def build(self, train_targets: np.ndarray, num_classes: int):
         """nn.CrossEntropyLoss with the spec's smoothing and weights (balanced: n / (k · count))."""
@@ -35,9 +35,9 @@ class CrossEntropySpec(StrictModel):
 class BceSpec(StrictModel):
     """Binary cross-entropy on one logit (the sigmoid is part of the loss, and of the export)."""
 
-    type: Literal["bce"]
+    type: Literal["bce"] = Field(description="Selects binary cross-entropy on one logit (binary).")
     task: ClassVar[str] = "binary"  # the task this loss is for
-    pos_weight: PositiveFloat | None = None
+    pos_weight: PositiveFloat | None = Field(None, description="Weight of the positive class's loss term, e.g. negatives / positives for imbalanced data; null weighs both classes equally.")
 
     def build(self, train_targets: np.ndarray, num_classes: int):
         """nn.BCEWithLogitsLoss."""
@@ -51,7 +51,7 @@ class BceSpec(StrictModel):
 class MseSpec(StrictModel):
     """Mean squared error."""
 
-    type: Literal["mse"]
+    type: Literal["mse"] = Field(description="Selects mean squared error (regression).")
     task: ClassVar[str] = "regression"  # the task this loss is for
 
     def build(self, train_targets: np.ndarray, num_classes: int):
@@ -64,7 +64,7 @@ class MseSpec(StrictModel):
 class L1Spec(StrictModel):
     """Mean absolute error."""
 
-    type: Literal["l1"]
+    type: Literal["l1"] = Field(description="Selects mean absolute error (regression).")
     task: ClassVar[str] = "regression"  # the task this loss is for
 
     def build(self, train_targets: np.ndarray, num_classes: int):
@@ -77,9 +77,9 @@ class L1Spec(StrictModel):
 class HuberSpec(StrictModel):
     """Squared error below delta, absolute error above."""
 
-    type: Literal["huber"]
+    type: Literal["huber"] = Field(description="Selects the Huber loss (regression).")
     task: ClassVar[str] = "regression"  # the task this loss is for
-    delta: PositiveFloat = 1.0
+    delta: PositiveFloat = Field(1.0, description="Error size, in target units (normalized ones with normalize_target), where the loss turns from squared to absolute.")
 
     def build(self, train_targets: np.ndarray, num_classes: int):
         """nn.HuberLoss."""

@@ -10,8 +10,8 @@ from .base import NonNegativeFloat, Pair, PositiveFloat, Probability, StrictMode
 
 
 class _Optimizer(StrictModel):
-    lr: PositiveFloat = 0.001
-    weight_decay: NonNegativeFloat = 0.0
+    lr: PositiveFloat = Field(0.001, description="Learning rate: the value a scheduler starts from (one_cycle uses its own max_lr).")
+    weight_decay: NonNegativeFloat = Field(0.0, description="The optimizer's own L2 weight decay on every parameter, biases included, added to the gradient (decoupled in adamw); separate from training.regularization.")
 
     def build(self, params):
         """The torch optimizer over params."""
@@ -23,11 +23,11 @@ class _Optimizer(StrictModel):
 class SgdSpec(_Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum."""
 
-    type: Literal["sgd"]
-    lr: PositiveFloat = 0.01
-    momentum: Probability = 0.0
-    nesterov: bool = False
-    dampening: Probability = 0.0
+    type: Literal["sgd"] = Field(description="Selects stochastic gradient descent.")
+    lr: PositiveFloat = Field(0.01, description="Learning rate: the value a scheduler starts from (one_cycle uses its own max_lr).")
+    momentum: Probability = Field(0.0, description="Momentum factor; 0 is plain SGD.")
+    nesterov: bool = Field(False, description="Use Nesterov momentum; needs momentum > 0 and dampening = 0.")
+    dampening: Probability = Field(0.0, description="Share of each new gradient left out of the momentum buffer.")
     _torch_name: ClassVar[str] = "SGD"
 
     @model_validator(mode="after")
@@ -40,39 +40,39 @@ class SgdSpec(_Optimizer):
 class AdagradSpec(_Optimizer):
     """Per-parameter rates scaled by accumulated squared gradients."""
 
-    type: Literal["adagrad"]
-    lr: PositiveFloat = 0.01
-    eps: PositiveFloat = 1e-10
+    type: Literal["adagrad"] = Field(description="Selects Adagrad.")
+    lr: PositiveFloat = Field(0.01, description="Learning rate: the value a scheduler starts from (one_cycle uses its own max_lr).")
+    eps: PositiveFloat = Field(1e-10, description="Added to the denominator for numerical stability.")
     _torch_name: ClassVar[str] = "Adagrad"
 
 
 class RmspropSpec(_Optimizer):
     """Rates scaled by a moving average of squared gradients."""
 
-    type: Literal["rmsprop"]
-    lr: PositiveFloat = 0.01
-    alpha: Probability = 0.99
-    eps: PositiveFloat = 1e-8
-    momentum: Probability = 0.0
-    centered: bool = False
+    type: Literal["rmsprop"] = Field(description="Selects RMSprop.")
+    lr: PositiveFloat = Field(0.01, description="Learning rate: the value a scheduler starts from (one_cycle uses its own max_lr).")
+    alpha: Probability = Field(0.99, description="Decay rate of the moving average of squared gradients.")
+    eps: PositiveFloat = Field(1e-8, description="Added to the denominator for numerical stability.")
+    momentum: Probability = Field(0.0, description="Momentum factor; 0 is none.")
+    centered: bool = Field(False, description="Divide by the gradient's estimated variance (squared average minus squared mean) instead of its squared average.")
     _torch_name: ClassVar[str] = "RMSprop"
 
 
 class AdamSpec(_Optimizer):
     """Adam: bias-corrected first and second moment estimates (L2-coupled weight decay)."""
 
-    type: Literal["adam"]
-    betas: Pair[Probability] = (0.9, 0.999)
-    eps: PositiveFloat = 1e-8
-    amsgrad: bool = False
+    type: Literal["adam"] = Field(description="Selects Adam.")
+    betas: Pair[Probability] = Field((0.9, 0.999), description="[beta1, beta2]: decay rates of the moving averages of the gradient and of its square.")
+    eps: PositiveFloat = Field(1e-8, description="Added to the denominator for numerical stability.")
+    amsgrad: bool = Field(False, description="Use the AMSGrad variant, which divides by the largest second-moment estimate so far.")
     _torch_name: ClassVar[str] = "Adam"
 
 
 class AdamwSpec(AdamSpec):
     """Adam with decoupled weight decay."""
 
-    type: Literal["adamw"]
-    weight_decay: NonNegativeFloat = 0.01
+    type: Literal["adamw"] = Field(description="Selects AdamW.")
+    weight_decay: NonNegativeFloat = Field(0.01, description="Decoupled weight decay: each step shrinks every parameter, biases included, by lr · weight_decay times its value.")
     _torch_name: ClassVar[str] = "AdamW"
 
 

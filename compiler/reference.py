@@ -44,7 +44,7 @@ def _type_name(tp) -> str:
 def _constraints(field) -> str:
     out = []
     for meta in field.metadata:
-        for attr, sym in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"), ("min_length", "length ≥"), ("pattern", "matches")):
+        for attr, sym in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"), ("min_length", "length ≥"), ("max_length", "length ≤"), ("pattern", "matches")):
             value = getattr(meta, attr, None)
             if value is not None:
                 out.append(f"{sym} {value}")
@@ -59,7 +59,8 @@ def _rows(model: type[BaseModel]) -> list[str]:
         default = "**required**" if field.default is PydanticUndefined and field.default_factory is None else f"`{field.default!r}`"
         if isinstance(field.default, BaseModel):
             default = "defaults below"
-        rows.append(f"| `{name}` | {_type_name(field.annotation)} | {default} | {_constraints(field)} |")
+        meaning = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{name}` | {_type_name(field.annotation)} | {default} | {_constraints(field)} | {meaning} |")
     return rows
 
 
@@ -68,7 +69,7 @@ def _section(title: str, model: type[BaseModel], level: str = "###") -> list[str
     lines = [f"{level} {title}", "", doc, ""]
     rows = _rows(model)
     if rows:
-        lines += ["| key | type | default | constraint |", "|---|---|---|---|", *rows]
+        lines += ["| key | type | default | constraint | meaning |", "|---|---|---|---|---|", *rows]
     else:
         lines.append("No options.")
     return lines + [""]

@@ -54,7 +54,7 @@ class LRSchedule:
 
 
 class _Scheduler(StrictModel):
-    warmup_epochs: NonNegativeInt = 0
+    warmup_epochs: NonNegativeInt = Field(0, description="Epochs of linear warmup, rising every optimizer step to the schedule's starting lr (the optimizer's lr; max_lr / 25 for one_cycle); must be less than training.epochs.")
     per_batch: ClassVar[bool] = True
 
     def _main(self, optimizer, steps_per_epoch: int, epochs: int):  # pragma: no cover - abstract
@@ -69,9 +69,9 @@ class _Scheduler(StrictModel):
 class StepSpec(_Scheduler):
     """Multiply the lr by gamma every step_size epochs."""
 
-    type: Literal["step"]
-    step_size: PositiveInt
-    gamma: PositiveFloat = 0.1
+    type: Literal["step"] = Field(description="Selects step decay.")
+    step_size: PositiveInt = Field(description="Epochs between decays, counted after warmup.")
+    gamma: PositiveFloat = Field(0.1, description="Factor the lr is multiplied by at each decay.")
 
     def _main(self, optimizer, spe, epochs):
         from torch.optim.lr_scheduler import StepLR
@@ -82,9 +82,9 @@ class StepSpec(_Scheduler):
 class MultistepSpec(_Scheduler):
     """Multiply the lr by gamma at each milestone epoch (counted from the start of training)."""
 
-    type: Literal["multistep"]
-    milestones: list[PositiveInt] = Field(min_length=1)
-    gamma: PositiveFloat = 0.1
+    type: Literal["multistep"] = Field(description="Selects decay at milestone epochs.")
+    milestones: list[PositiveInt] = Field(min_length=1, description="Epochs, counted from the start of training, strictly increasing and after warmup_epochs, at which the lr is multiplied by gamma.")
+    gamma: PositiveFloat = Field(0.1, description="Factor the lr is multiplied by at each milestone.")
 
     @field_validator("milestones")
     @classmethod
@@ -105,8 +105,8 @@ class MultistepSpec(_Scheduler):
 class ExponentialSpec(_Scheduler):
     """Multiply the lr by gamma every epoch (smoothly, per step)."""
 
-    type: Literal["exponential"]
-    gamma: PositiveFloat
+    type: Literal["exponential"] = Field(description="Selects exponential decay.")
+    gamma: PositiveFloat = Field(description="Factor the lr is multiplied by per epoch, applied as gamma^(1/steps) after every optimizer step.")
 
     def _main(self, optimizer, spe, epochs):
         from torch.optim.lr_scheduler import ExponentialLR
@@ -117,11 +117,11 @@ class ExponentialSpec(_Scheduler):
 class PlateauSpec(_Scheduler):
     """Multiply the lr by factor when the monitored validation metric stops improving."""
 
-    type: Literal["plateau"]
-    monitor: Monitor = "val_loss"
-    factor: Probability = 0.1
-    patience: NonNegativeInt = 10
-    min_lr: NonNegativeFloat = 0.0
+    type: Literal["plateau"] = Field(description="Selects reduce-on-plateau, stepped once per epoch after validation.")
+    monitor: Monitor = Field("val_loss", description="Validation metric to watch: val_ plus one of the task's metrics; needs data.split.validation > 0.")
+    factor: Probability = Field(0.1, description="Factor the lr is multiplied by when the metric stops improving.")
+    patience: NonNegativeInt = Field(10, description="Epochs without improvement tolerated before the lr is reduced.")
+    min_lr: NonNegativeFloat = Field(0.0, description="Lowest lr the reductions go to.")
     per_batch: ClassVar[bool] = False
 
     def _main(self, optimizer, spe, epochs):
@@ -135,8 +135,8 @@ class PlateauSpec(_Scheduler):
 class CosineSpec(_Scheduler):
     """Cosine decay from the lr to eta_min over the remaining epochs."""
 
-    type: Literal["cosine"]
-    eta_min: NonNegativeFloat = 0.0
+    type: Literal["cosine"] = Field(description="Selects cosine annealing.")
+    eta_min: NonNegativeFloat = Field(0.0, description="The lr reached at the end of training.")
 
     def _main(self, optimizer, spe, epochs):
         from torch.optim.lr_scheduler import CosineAnnealingLR
@@ -147,10 +147,10 @@ class CosineSpec(_Scheduler):
 class CosineRestartsSpec(_Scheduler):
     """Cosine decay restarted every t_0 epochs, the period growing by t_mult."""
 
-    type: Literal["cosine_restarts"]
-    t_0: PositiveInt
-    t_mult: PositiveInt = 1
-    eta_min: NonNegativeFloat = 0.0
+    type: Literal["cosine_restarts"] = Field(description="Selects cosine annealing with warm restarts.")
+    t_0: PositiveInt = Field(description="Length of the first cycle, in epochs.")
+    t_mult: PositiveInt = Field(1, description="Factor by which each cycle is longer than the one before; 1 keeps them equal.")
+    eta_min: NonNegativeFloat = Field(0.0, description="The lr at the end of each cycle.")
 
     def _main(self, optimizer, spe, epochs):
         from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
@@ -161,9 +161,9 @@ class CosineRestartsSpec(_Scheduler):
 class OneCycleSpec(_Scheduler):
     """Ramp the lr from max_lr / 25 up to max_lr over pct_start of the steps, then cosine-anneal it to max_lr / 250000."""
 
-    type: Literal["one_cycle"]
-    max_lr: PositiveFloat
-    pct_start: Probability = 0.3
+    type: Literal["one_cycle"] = Field(description="Selects the one-cycle policy.")
+    max_lr: PositiveFloat = Field(description="Peak lr; the cycle starts at max_lr / 25 and ends far below it, replacing the optimizer's lr.")
+    pct_start: Probability = Field(0.3, description="Share of the steps after warmup spent rising to max_lr.")
 
     def _main(self, optimizer, spe, epochs):
         from torch.optim.lr_scheduler import OneCycleLR

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+from pydantic import Field
+
 from ..base import PositiveFloat, Shape, StrictModel, shape_str
 from ..errors import ShapeError
 
@@ -14,9 +16,9 @@ InitScheme = Literal["kaiming_normal", "kaiming_uniform", "xavier_normal", "xavi
 class InitSpec(StrictModel):
     """How weights and biases start: model-wide, overridable per layer."""
 
-    weight: InitScheme = "default"
-    bias: InitScheme = "default"
-    std: PositiveFloat = 0.01  # used by `normal`
+    weight: InitScheme = Field("default", description="Scheme for weight matrices and kernels: kaiming_normal/kaiming_uniform (for ReLU), xavier_normal/xavier_uniform, normal (std), zeros, or default (PyTorch's own).")
+    bias: InitScheme = Field("default", description="Scheme for biases: zeros, normal (std) or default (PyTorch's own); the fan-based kaiming and xavier schemes need a matrix and leave biases at PyTorch's default.")
+    std: PositiveFloat = Field(0.01, description="Standard deviation of the normal scheme, for weights and biases; unused by the other schemes.")
 
     def apply(self, module) -> None:
         """Initialise the weights and biases of module's own linear, conv and recurrent parameters."""
@@ -72,7 +74,7 @@ class LayerBase(StrictModel):
 class ParamLayer(LayerBase):
     """A layer with weights; `init` overrides the model-wide scheme."""
 
-    init: InitSpec | None = None
+    init: InitSpec | None = Field(None, description="Initialization of this layer's weights and biases, replacing the model's and any enclosing container's; null inherits it.")
 
     def initialised(self, module, init: InitSpec | None):
         """module with this layer's (or the inherited) init applied."""

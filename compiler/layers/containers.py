@@ -39,10 +39,10 @@ def build_chain(layers, in_shape: Shape, init: InitSpec | None):
 class SequentialSpec(LayerBase):
     """A list of layers, optionally repeated (each repeat has its own weights)."""
 
-    type: Literal["sequential"]
-    layers: list["LayerSpec"] = Field(min_length=1)
-    repeat: PositiveInt = 1
-    init: InitSpec | None = None
+    type: Literal["sequential"] = Field(description="Selects a block of layers, optionally repeated.")
+    layers: list["LayerSpec"] = Field(min_length=1, description="The block's layers, in order.")
+    repeat: PositiveInt = Field(1, description="Copies of the block chained one after another, each with its own weights.")
+    init: InitSpec | None = Field(None, description="Initialization for every layer inside without an init of its own; null inherits the enclosing one.")
 
     def output_shape(self, in_shape: Shape) -> Shape:
         shape = tuple(in_shape)
@@ -69,9 +69,9 @@ class SequentialSpec(LayerBase):
 class ResidualSpec(LayerBase):
     """x + f(x); x goes through a learned projection when f changes the shape."""
 
-    type: Literal["residual"]
-    layers: list["LayerSpec"] = Field(min_length=1)
-    init: InitSpec | None = None
+    type: Literal["residual"] = Field(description="Selects a residual block x + f(x).")
+    layers: list["LayerSpec"] = Field(min_length=1, description="The body f, in order; when it changes the shape, x goes through a learned bias-free projection (linear on the last axis, else a strided 1x1 convolution).")
+    init: InitSpec | None = Field(None, description="Initialization for every layer inside without an init of its own; null inherits the enclosing one.")
 
     def output_shape(self, in_shape: Shape) -> Shape:
         out = chain_shapes(self.layers, in_shape, ("layers",))
@@ -121,9 +121,9 @@ class ResidualSpec(LayerBase):
 class ConcatSpec(LayerBase):
     """Parallel branches on the same input, joined on the feature/channel axis (the first per-sample axis)."""
 
-    type: Literal["concat"]
-    branches: list[list["LayerSpec"]] = Field(min_length=2)
-    init: InitSpec | None = None
+    type: Literal["concat"] = Field(description="Selects parallel branches joined on the feature/channel axis.")
+    branches: list[list["LayerSpec"]] = Field(min_length=2, description="Two or more layer lists run on the same input; their outputs are joined on the first per-sample axis and must agree on the others.")
+    init: InitSpec | None = Field(None, description="Initialization for every layer inside without an init of its own; null inherits the enclosing one.")
 
     def output_shape(self, in_shape: Shape) -> Shape:
         outs = [chain_shapes(branch, in_shape, ("branches", b)) for b, branch in enumerate(self.branches)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from ..base import NonNegativeInt, Pair, PositiveInt, Shape, shape_str
 from ..errors import ShapeError
@@ -28,12 +28,12 @@ def _spatial(in_shape, kernel, stride, padding, dilation, dims, what):
 
 
 class _Conv(ParamLayer):
-    out_channels: PositiveInt
-    stride: IntOrPair = 1
-    padding: IntOrPair0 = 0
-    dilation: IntOrPair = 1
-    groups: PositiveInt = 1
-    bias: bool = True
+    out_channels: PositiveInt = Field(description="Output channels (filters).")
+    stride: IntOrPair = Field(1, description="Step of the kernel: an int for both axes, or [height, width].")
+    padding: IntOrPair0 = Field(0, description="Zeros added on both sides of each spatial axis: an int for both axes, or [height, width].")
+    dilation: IntOrPair = Field(1, description="Spacing between kernel elements (1: adjacent): an int for both axes, or [height, width].")
+    groups: PositiveInt = Field(1, description="Channel groups convolved separately; must divide the input and output channels (groups = input channels: depthwise).")
+    bias: bool = Field(True, description="Learn an additive bias per output channel.")
 
     def output_shape(self, in_shape: Shape) -> Shape:
         expect_rank(in_shape, (self._dims + 1,), self._layout)
@@ -52,11 +52,11 @@ class _Conv(ParamLayer):
 class Conv1dSpec(_Conv):
     """1-D convolution over (channels, length)."""
 
-    type: Literal["conv1d"]
-    kernel_size: PositiveInt
-    stride: PositiveInt = 1
-    padding: NonNegativeInt = 0
-    dilation: PositiveInt = 1
+    type: Literal["conv1d"] = Field(description="Selects a 1-D convolution over (C, L).")
+    kernel_size: PositiveInt = Field(description="Length of the kernel.")
+    stride: PositiveInt = Field(1, description="Step of the kernel along the length.")
+    padding: NonNegativeInt = Field(0, description="Zeros added on both ends of the length.")
+    dilation: PositiveInt = Field(1, description="Spacing between kernel elements (1: adjacent).")
     _dims: ClassVar[int] = 1
     _layout: ClassVar[str] = "(C, L)"
 
@@ -64,16 +64,16 @@ class Conv1dSpec(_Conv):
 class Conv2dSpec(_Conv):
     """2-D convolution over (channels, height, width)."""
 
-    type: Literal["conv2d"]
-    kernel_size: IntOrPair
+    type: Literal["conv2d"] = Field(description="Selects a 2-D convolution over (C, H, W).")
+    kernel_size: IntOrPair = Field(description="Kernel size: an int for a square, or [height, width].")
     _dims: ClassVar[int] = 2
     _layout: ClassVar[str] = "(C, H, W)"
 
 
 class _Pool(LayerBase):
-    kernel_size: IntOrPair
-    stride: IntOrPair | None = None  # PyTorch's default: the kernel size
-    padding: IntOrPair0 = 0
+    kernel_size: IntOrPair = Field(description="Window size: an int for a square, or [height, width].")
+    stride: IntOrPair | None = Field(None, description="Step of the window: an int for both axes, or [height, width]; null uses the kernel size (PyTorch's default).")
+    padding: IntOrPair0 = Field(0, description="Implicit padding on both sides of each spatial axis, at most half the kernel size: an int for both axes, or [height, width].")
 
     @model_validator(mode="after")
     def _padding_fits(self):
@@ -97,10 +97,10 @@ class _Pool(LayerBase):
 class MaxPool1dSpec(_Pool):
     """Max over windows of (C, L)."""
 
-    type: Literal["max_pool1d"]
-    kernel_size: PositiveInt
-    stride: PositiveInt | None = None
-    padding: NonNegativeInt = 0
+    type: Literal["max_pool1d"] = Field(description="Selects max pooling over (C, L).")
+    kernel_size: PositiveInt = Field(description="Window length.")
+    stride: PositiveInt | None = Field(None, description="Step of the window; null uses the kernel size (PyTorch's default).")
+    padding: NonNegativeInt = Field(0, description="Implicit padding on both ends of the length, at most half the kernel size.")
     _dims: ClassVar[int] = 1
     _layout: ClassVar[str] = "(C, L)"
     _module: ClassVar[str] = "MaxPool1d"
@@ -109,14 +109,14 @@ class MaxPool1dSpec(_Pool):
 class AvgPool1dSpec(MaxPool1dSpec):
     """Mean over windows of (C, L)."""
 
-    type: Literal["avg_pool1d"]
+    type: Literal["avg_pool1d"] = Field(description="Selects average pooling over (C, L).")
     _module: ClassVar[str] = "AvgPool1d"
 
 
 class MaxPool2dSpec(_Pool):
     """Max over windows of (C, H, W)."""
 
-    type: Literal["max_pool2d"]
+    type: Literal["max_pool2d"] = Field(description="Selects max pooling over (C, H, W).")
     _dims: ClassVar[int] = 2
     _layout: ClassVar[str] = "(C, H, W)"
     _module: ClassVar[str] = "MaxPool2d"
@@ -125,14 +125,14 @@ class MaxPool2dSpec(_Pool):
 class AvgPool2dSpec(MaxPool2dSpec):
     """Mean over windows of (C, H, W)."""
 
-    type: Literal["avg_pool2d"]
+    type: Literal["avg_pool2d"] = Field(description="Selects average pooling over (C, H, W).")
     _module: ClassVar[str] = "AvgPool2d"
 
 
 class GlobalAvgPoolSpec(LayerBase):
     """Mean over every axis after the channels: (C, ...) -> (C,)."""
 
-    type: Literal["global_avg_pool"]
+    type: Literal["global_avg_pool"] = Field(description="Selects the mean over every axis after the channels.")
 
     def output_shape(self, in_shape: Shape) -> Shape:
         expect_rank(in_shape, (2, 3), "(C, L) or (C, H, W)")

@@ -15,9 +15,9 @@ from .base import InitSpec, LayerBase, ParamLayer, expect_rank
 class LinearSpec(ParamLayer):
     """y = xWᵀ + b on the last axis."""
 
-    type: Literal["linear"]
-    out_features: PositiveInt
-    bias: bool = True
+    type: Literal["linear"] = Field(description="Selects a fully connected layer on the last axis.")
+    out_features: PositiveInt = Field(description="Size of the output's last axis.")
+    bias: bool = Field(True, description="Learn an additive bias per output feature.")
 
     def output_shape(self, in_shape: Shape) -> Shape:
         expect_rank(in_shape, (1, 2), "(features,) or (time, features)")
@@ -32,7 +32,7 @@ class LinearSpec(ParamLayer):
 class FlattenSpec(LayerBase):
     """All per-sample axes into one."""
 
-    type: Literal["flatten"]
+    type: Literal["flatten"] = Field(description="Selects flattening every per-sample axis into one.")
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return (math.prod(in_shape),)
@@ -46,8 +46,8 @@ class FlattenSpec(LayerBase):
 class ReshapeSpec(LayerBase):
     """A new per-sample shape with the same number of elements (batch axis excluded)."""
 
-    type: Literal["reshape"]
-    shape: list[PositiveInt] = Field(min_length=1)
+    type: Literal["reshape"] = Field(description="Selects a reshape of each sample.")
+    shape: list[PositiveInt] = Field(min_length=1, description="The new per-sample shape without the batch axis; it must hold as many values as the input.")
 
     def output_shape(self, in_shape: Shape) -> Shape:
         if math.prod(self.shape) != math.prod(in_shape):

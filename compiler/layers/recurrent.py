@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from pydantic import Field
+
 from ..base import PositiveInt, Probability, Shape
 from .base import InitSpec, ParamLayer, expect_rank
 
 
 class _Recurrent(ParamLayer):
-    hidden_size: PositiveInt
-    num_layers: PositiveInt = 1
-    bidirectional: bool = False
-    dropout: Probability = 0.0  # between stacked layers, as in PyTorch
-    output: Literal["last", "sequence"] = "last"
+    hidden_size: PositiveInt = Field(description="Features of the hidden state, per direction.")
+    num_layers: PositiveInt = Field(1, description="Recurrent layers stacked, each reading the previous one's output sequence.")
+    bidirectional: bool = Field(False, description="Also run backwards in time and concatenate both directions' features, doubling the output width.")
+    dropout: Probability = Field(0.0, description="Dropout on the outputs of every stacked layer but the last while training, as in PyTorch; ignored when num_layers is 1.")
+    output: Literal["last", "sequence"] = Field("last", description="last: the last layer's final hidden state, (hidden,); sequence: its output at every time step, (time, hidden); both directions concatenated when bidirectional.")
     _module: ClassVar[str]
 
     def output_shape(self, in_shape: Shape) -> Shape:
@@ -39,22 +41,22 @@ class _Recurrent(ParamLayer):
 class GruSpec(_Recurrent):
     """Gated recurrent unit."""
 
-    type: Literal["gru"]
+    type: Literal["gru"] = Field(description="Selects a GRU over (time, features).")
     _module: ClassVar[str] = "GRU"
 
 
 class LstmSpec(_Recurrent):
     """Long short-term memory."""
 
-    type: Literal["lstm"]
+    type: Literal["lstm"] = Field(description="Selects an LSTM over (time, features).")
     _module: ClassVar[str] = "LSTM"
 
 
 class RnnSpec(_Recurrent):
     """Elman RNN."""
 
-    type: Literal["rnn"]
-    nonlinearity: Literal["tanh", "relu"] = "tanh"
+    type: Literal["rnn"] = Field(description="Selects an Elman RNN over (time, features).")
+    nonlinearity: Literal["tanh", "relu"] = Field("tanh", description="Activation of the recurrent cell.")
     _module: ClassVar[str] = "RNN"
 
     def _extra(self) -> dict:

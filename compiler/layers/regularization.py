@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from pydantic import Field
+
 from ..base import PositiveFloat, Probability, Shape
 from .base import InitSpec, LayerBase, expect_rank
 
@@ -11,8 +13,8 @@ from .base import InitSpec, LayerBase, expect_rank
 class DropoutSpec(LayerBase):
     """Zeroes single values with probability p while training."""
 
-    type: Literal["dropout"]
-    p: Probability = 0.5
+    type: Literal["dropout"] = Field(description="Selects dropout of single values.")
+    p: Probability = Field(0.5, description="Probability of zeroing each value (each whole channel for dropout1d and dropout2d) while training; the rest are scaled by 1/(1-p); no effect in evaluation or the export.")
     _module: ClassVar[str] = "Dropout"
     _channels: ClassVar[tuple[int, str] | None] = None  # (rank, layout) of the maps whose channels drop whole
 
@@ -30,7 +32,7 @@ class DropoutSpec(LayerBase):
 class Dropout1dSpec(DropoutSpec):
     """Zeroes whole channels of (C, L) with probability p while training."""
 
-    type: Literal["dropout1d"]
+    type: Literal["dropout1d"] = Field(description="Selects dropout of whole channels of (C, L) inputs.")
     _module: ClassVar[str] = "Dropout1d"
     _channels: ClassVar[tuple[int, str] | None] = (2, "(C, L)")
 
@@ -38,7 +40,7 @@ class Dropout1dSpec(DropoutSpec):
 class Dropout2dSpec(DropoutSpec):
     """Zeroes whole channels of (C, H, W) with probability p while training."""
 
-    type: Literal["dropout2d"]
+    type: Literal["dropout2d"] = Field(description="Selects dropout of whole channels of (C, H, W) inputs.")
     _module: ClassVar[str] = "Dropout2d"
     _channels: ClassVar[tuple[int, str] | None] = (3, "(C, H, W)")
 
@@ -46,9 +48,9 @@ class Dropout2dSpec(DropoutSpec):
 class BatchNormSpec(LayerBase):
     """Batch normalisation over the channel/feature axis; 1d or 2d from the input's rank."""
 
-    type: Literal["batch_norm"]
-    momentum: Probability = 0.1
-    eps: PositiveFloat = 1e-5
+    type: Literal["batch_norm"] = Field(description="Selects batch normalization.")
+    momentum: Probability = Field(0.1, description="Weight of each training batch's statistics in the running mean and variance used for evaluation and the export.")
+    eps: PositiveFloat = Field(1e-5, description="Added to the variance before the square root, for numerical stability.")
 
     def output_shape(self, in_shape: Shape) -> Shape:
         expect_rank(in_shape, (1, 2, 3), "(features,), (C, L) or (C, H, W)")
@@ -64,8 +66,8 @@ class BatchNormSpec(LayerBase):
 class LayerNormSpec(LayerBase):
     """Layer normalisation over the last axis."""
 
-    type: Literal["layer_norm"]
-    eps: PositiveFloat = 1e-5
+    type: Literal["layer_norm"] = Field(description="Selects layer normalization over the last axis, with a learned scale and shift.")
+    eps: PositiveFloat = Field(1e-5, description="Added to the variance before the square root, for numerical stability.")
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return tuple(in_shape)

@@ -1,4 +1,5 @@
-"""The JSON Schema file is current, example specs open with the editor and run lines, and validation is torch-free."""
+"""The JSON Schema file is current and explains every field, example specs open with the editor and run lines, and
+validation is torch-free."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from nnspec.cli import app
@@ -41,6 +43,56 @@ def test_schema_is_closed_and_discriminated():
     layers = schema["$defs"]["ModelSpec"]["properties"]["layers"]["items"]
     assert layers["discriminator"]["propertyName"] == "type"
     assert {"linear", "conv2d", "residual", "concat", "sequential", "lstm"} <= set(layers["discriminator"]["mapping"])
+
+
+def _spec_models() -> list[type[BaseModel]]:
+    """Every pydantic model reachable from Spec through its field annotations, union members included."""
+    from typing import get_args
+
+    from nnspec.compiler.base import union_members
+    from nnspec.compiler.spec import Spec
+
+    seen, todo = [], [Spec]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.append(model)
+        for field in model.model_fields.values():
+            pending = [field.annotation]
+            while pending:
+                for tp in union_members(pending.pop()):
+                    if isinstance(tp, type) and issubclass(tp, BaseModel):
+                        todo.append(tp)
+                    else:  # list[...], tuple[...], Literal[...]: look inside
+                        pending.extend(a for a in get_args(tp) if a is not Ellipsis)
+    return seen
+
+
+def test_every_spec_field_has_a_description():
+    from nnspec.compiler.augmentation import AugmentationSpec
+    from nnspec.compiler.base import union_members
+    from nnspec.compiler.data import DataSource
+    from nnspec.compiler.layers import LAYER_CLASSES, InitSpec
+    from nnspec.compiler.losses import LossSpec
+    from nnspec.compiler.optimizers import OptimizerSpec
+    from nnspec.compiler.schedulers import SchedulerSpec
+
+    models = _spec_models()
+    members = [m for union in (DataSource, LossSpec, OptimizerSpec, SchedulerSpec, AugmentationSpec) for m in union_members(union)]
+    assert {*LAYER_CLASSES, *members, InitSpec} <= set(models), "the walk missed a union member"
+    undescribed = [f"{m.__name__}.{name}" for m in models for name, field in m.model_fields.items()
+                   if not (field.description or "").strip()]
+    assert not undescribed, f"fields without a description: {', '.join(undescribed)}"
+    multiline = [f"{m.__name__}.{name}" for m in models for name, field in m.model_fields.items() if "\n" in field.description]
+    assert not multiline, f"descriptions must be one line: {', '.join(multiline)}"
+
+
+def test_every_schema_property_has_a_description():
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    missing = [f"{name}.{prop}" for name, definition in [("Spec", schema), *schema["$defs"].items()]
+               for prop, value in definition.get("properties", {}).items() if not value.get("description", "").strip()]
+    assert not missing, f"schema properties without a description: {', '.join(missing)}"
 
 
 @pytest.mark.parametrize("path", SPECS, ids=IDS)
