@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from nnspec.compiler import load_spec, load_spec_with_data
+from nnspec.compiler.base import type_tag, union_members
 from nnspec.compiler.compile import compile_model
+from nnspec.compiler.layers import LayerSpec
 from nnspec.compiler.rules import input_shape
 from nnspec.runtime import repository
 from nnspec.runtime.export import PARITY_BATCHES, ExportError, ServingModel, check_parity, export_run, to_onnx
@@ -83,6 +85,25 @@ CASES["reshape_then_gru"] = ([64], [{"type": "reshape", "shape": [16, 4]}, {"typ
                                    {"type": "reshape", "shape": [160]}, {"type": "linear", "out_features": 10}])
 CASES["rnn_relu_then_lstm"] = ([8, 8], [{"type": "rnn", "hidden_size": 5, "nonlinearity": "relu", "output": "sequence"},
                                         {"type": "lstm", "hidden_size": 4}, {"type": "linear", "out_features": 10}])
+
+
+def _layer_types(layers: list) -> set:
+    """Every `type:` in a layer list, containers' inner layers and branches included."""
+    found = set()
+    for layer in layers:
+        found.add(layer["type"])
+        found |= _layer_types(layer.get("layers", []))
+        for branch in layer.get("branches", []):
+            found |= _layer_types(branch)
+    return found
+
+
+def test_every_layer_type_has_an_export_parity_case():
+    """A new layer type without a case in CASES (alone or inside a container) fails this test."""
+    every = {type_tag(m) for m in union_members(LayerSpec)}
+    tested = set().union(*(_layer_types(layers) for _, layers in CASES.values()))
+    assert tested == every, (f"CASES: no export parity case for {sorted(every - tested)}; "
+                             f"cases for types the union lacks: {sorted(tested - every)}")
 
 
 def _randomize_norm_statistics(net: torch.nn.Module, seed: int) -> None:

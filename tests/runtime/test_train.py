@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from nnspec.compiler.base import type_tag, union_members
 from nnspec.compiler.compile import compile_model
+from nnspec.compiler.losses import LossSpec
+from nnspec.compiler.optimizers import OptimizerSpec
+from nnspec.compiler.schedulers import SchedulerSpec
 from nnspec.runtime.checkpoint import load_checkpoint
 from nnspec.runtime.train import (TrainingInterrupted, batch_slices, predict_logits, seed_everything, train,
                                   weight_penalty)
@@ -30,6 +34,18 @@ def sgd_param(lr=1.0):
     return torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
 
 
+def tags(union) -> list[str]:
+    """The `type:` values a spec union accepts."""
+    return [type_tag(m) for m in union_members(union)]
+
+
+def assert_table_covers(table: str, tested: set, union) -> None:
+    """A union member without a case in `table` (or a case for no member) fails, naming the tags."""
+    every = set(tags(union))
+    assert tested == every, (f"{table}: no case for {sorted(every - tested)}; "
+                             f"cases for types the union lacks: {sorted(tested - every)}")
+
+
 # --- optimizers ---------------------------------------------------------------------------
 
 OPTIMIZERS = {
@@ -39,6 +55,10 @@ OPTIMIZERS = {
     "adam": ({"type": "adam", "lr": 0.02, "betas": [0.8, 0.99], "amsgrad": True}, torch.optim.Adam, {"betas": (0.8, 0.99), "amsgrad": True}),
     "adamw": ({"type": "adamw", "lr": 0.02, "weight_decay": 0.05}, torch.optim.AdamW, {"weight_decay": 0.05}),
 }
+
+
+def test_every_optimizer_type_has_a_case():
+    assert_table_covers("OPTIMIZERS", {config["type"] for config, _, _ in OPTIMIZERS.values()}, OptimizerSpec)
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -182,6 +202,10 @@ SCHEDULERS = {
 }
 
 
+def test_every_scheduler_type_has_a_case():
+    assert_table_covers("SCHEDULERS", {config["type"] for config in SCHEDULERS.values()}, SchedulerSpec)
+
+
 @pytest.mark.parametrize("name", SCHEDULERS)
 def test_the_loop_steps_each_scheduler_once_per_batch_and_once_per_epoch(h, tmp_path, name):
     spec = h.load(tmp_path, h.base_spec(training={"epochs": 4, "scheduler": SCHEDULERS[name],
@@ -200,7 +224,7 @@ def test_the_loop_steps_each_scheduler_once_per_batch_and_once_per_epoch(h, tmp_
     assert all(math.isfinite(r["train_loss"]) for r in rows)
 
 
-@pytest.mark.parametrize("optimizer", ["adagrad", "rmsprop", "sgd", "adam"])
+@pytest.mark.parametrize("optimizer", tags(OptimizerSpec))
 def test_one_cycle_trains_with_every_optimizer(h, tmp_path, optimizer):
     # OneCycleLR cycles momentum by default, which Adagrad does not have
     spec = h.load(tmp_path, h.base_spec(training={"epochs": 2, "optimizer": {"type": optimizer},
@@ -260,6 +284,10 @@ LOSS_CASES = {
     "l1": ("regression", "diabetes", {"type": "l1"}, 1),
     "huber": ("regression", "diabetes", {"type": "huber", "delta": 0.5}, 1),
 }
+
+
+def test_every_loss_type_has_a_case():
+    assert_table_covers("LOSS_CASES", {loss["type"] for _, _, loss, _ in LOSS_CASES.values()}, LossSpec)
 
 
 @pytest.mark.parametrize("name", LOSS_CASES)
