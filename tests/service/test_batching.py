@@ -81,21 +81,44 @@ def make_batcher(run, **kw):
     return Batcher(run, **(defaults | kw))
 
 
+class Gate:
+    """A run function that holds its first call until released: `entered` is set once the worker is inside it."""
+
+    def __init__(self, outputs):
+        self.outputs, self.seen = outputs, []
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, x):
+        self.seen.append(len(x))
+        self.entered.set()
+        assert self.release.wait(5), "the test never released the worker"
+        return self.outputs(x)
+
+    async def held(self, batcher, x):
+        """Submit x and return (its task) once the worker is running it."""
+        first = asyncio.ensure_future(batcher.infer(x))
+        assert await asyncio.to_thread(self.entered.wait, 5), "the worker never took the first request"
+        return first
+
+
 def test_batches_respect_max_batch_size_and_split_rows():
-    seen = []
-
-    def run(x):
-        seen.append(len(x))
-        time.sleep(0.01)
-        return {"double": x * 2, "sum": x.sum(axis=1)}
-
-    batcher = make_batcher(run)
+    gate = Gate(lambda x: {"double": x * 2, "sum": x.sum(axis=1)})
+    batcher = make_batcher(gate)
     xs = [np.full((n, 2), i, np.float32) for i, n in enumerate([3, 1, 4, 2, 5, 1, 1])]
-    results = run_jobs(batcher, xs)
+
+    async def main():
+        first = await gate.held(batcher, xs[0])
+        rest = [asyncio.ensure_future(batcher.infer(x)) for x in xs[1:]]
+        await asyncio.sleep(0)  # one loop turn: each task runs up to awaiting its result, so all six are queued
+        gate.release.set()
+        return await asyncio.gather(first, *rest)
+
+    results = asyncio.run(main())
     for x, result in zip(xs, results):
         np.testing.assert_array_equal(result["double"], x * 2)
         np.testing.assert_array_equal(result["sum"], x.sum(axis=1))
-    assert sum(seen) == 17 and max(seen) <= 8 and len(seen) < 7
+    # the six queued requests (1, 4, 2, 5, 1, 1 rows) fill batches in order up to 8 rows: 1+4+2, then 5+1+1
+    assert gate.seen == [3, 7, 7]
     batcher.close()
     batcher.join(2)
 
@@ -108,25 +131,21 @@ def test_a_request_larger_than_max_batch_size_runs_alone():
 
 
 def test_full_queue_is_503_and_failures_reach_every_request():
-    gate = threading.Event()
-
-    def slow(x):
-        gate.wait(2)
-        return {"y": x}
-
-    batcher = make_batcher(slow, max_queue=2, batching=False)
+    gate = Gate(lambda x: {"y": x})
+    batcher = make_batcher(gate, max_queue=2, batching=False)
 
     async def main():
-        first = asyncio.ensure_future(batcher.infer(np.zeros((1, 1), np.float32)))
-        await asyncio.sleep(0.05)  # the worker holds the first; the queue takes two more
-        more = [asyncio.ensure_future(batcher.infer(np.zeros((1, 1), np.float32))) for _ in range(3)]
-        await asyncio.sleep(0.05)
-        gate.set()
+        first = await gate.held(batcher, np.zeros((1, 1), np.float32))  # the worker holds the first
+        more = [asyncio.ensure_future(batcher.infer(np.full((1, 1), i, np.float32))) for i in range(3)]
+        # the queue takes two more; the third is refused at once, while the worker is still held
+        done, _ = await asyncio.wait(more, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {more[2]} and not first.done()
+        gate.release.set()
         return await asyncio.gather(first, *more, return_exceptions=True)
 
     results = asyncio.run(main())
-    errors = [r for r in results if isinstance(r, ApiError)]
-    assert len(errors) == 1 and errors[0].status == 503 and "queue full" in errors[0].message
+    assert [r["y"].tolist() for r in results[:3]] == [[[0.0]], [[0.0]], [[1.0]]]
+    assert isinstance(results[3], ApiError) and results[3].status == 503 and "queue full" in results[3].message
     batcher.close()
 
     def broken(x):
