@@ -1,99 +1,38 @@
-"""The nnspec command line: validate, summary, schema, train, evaluate, export (+ predict, serve).
+"""The nnspec command line, assembled in one place: every command and the module it lives in.
 
-torch is imported inside the commands that need it, so validation and serving start fast."""
+Each command module only defines functions; `build_app` registers them. torch is imported inside
+the training commands, so validation, prediction and serving start fast.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
-from typing import Annotated, NoReturn, Optional
 
 import typer
 
-from nnspec.compiler.errors import SpecError
+from nnspec import cli_serving, cli_spec, cli_training
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Validate, train, export and serve neural networks described by one YAML spec.")
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print a one-line (or one-line-per-issue) error and exit without a traceback."""
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
+COMMANDS = (
+    cli_spec.validate, cli_spec.summary, cli_spec.schema,            # the spec (torch-free)
+    cli_training.train, cli_training.evaluate, cli_training.export,  # training (torch inside)
+    cli_serving.serve, cli_serving.predict,                          # exported models (torch-free)
+)
 
 
-@app.command()
-def validate(specs: Annotated[list[Path], typer.Argument(help="Spec files.")],
-             set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override PATH=VALUE.")] = None) -> None:
-    """Check specs completely (schema, data shapes, rules) without training; exit 2 if any is invalid."""
-    from nnspec.compiler import load_spec
-
-    bad = 0
-    for path in specs:
-        try:
-            spec = load_spec(path, set_ or [])
-        except SpecError as e:
-            bad += 1
-            typer.echo(str(e), err=True)
-        else:
-            typer.echo(f"ok {path} ({spec.name}, {spec.task})")
-    raise typer.Exit(2 if bad else 0)
+def build_app() -> typer.Typer:
+    """The typer app with every command registered."""
+    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                      help="Validate, train, export and serve neural networks described by one YAML spec.")
+    for command in COMMANDS:
+        app.command()(command)
+    return app
 
 
-@app.command()
-def summary(spec: Path, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-            set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override PATH=VALUE.")] = None) -> None:
-    """Print each layer's output shape and parameter count."""
-    from nnspec.compiler import load_spec_with_data
-    from nnspec.compiler.compile import summarize
-
-    try:
-        parsed, info = load_spec_with_data(spec, set_ or [])
-    except SpecError as e:
-        fail(str(e))
-    result = summarize(parsed, info)
-    if as_json:
-        typer.echo(json.dumps({"layers": [{k: r[k] for k in ("path", "type", "output_shape", "params")} for r in result["layers"]],
-                               "total_params": result["total_params"]}))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{parsed.name}: input {tuple(result['input_shape'])}")
-    for col, justify in (("path", "left"), ("type", "left"), ("output shape", "left"), ("params", "right")):
-        table.add_column(col, justify=justify)
-    for row in result["layers"]:
-        table.add_row("  " * row["depth"] + row["path"], row["type"], str(tuple(row["output_shape"])), f"{row['params']:,}")
-    table.add_section()
-    table.add_row("total", "", "", f"{result['total_params']:,}")
-    Console().print(table)
-
-
-@app.command()
-def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None) -> None:
-    """Write the spec language's JSON Schema (for editor completion and checks)."""
-    from nnspec.compiler.spec import Spec
-
-    text = json.dumps(Spec.model_json_schema(), indent=2) + "\n"
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        from nnspec.runtime.files import atomic_write_text
-
-        try:
-            atomic_write_text(out, text)
-        except OSError as e:
-            fail(f"error: cannot write {out}: {e.strerror or e}")
-        typer.echo(f"wrote {out}")
+app = build_app()
 
 
 def main() -> None:
     """Console-script entry point."""
-    from nnspec import cli_training  # noqa: F401  (registers train, evaluate, export; torch loads only inside them)
-    from nnspec.cli_serving import register
-
-    register(app)
     app()
 
 

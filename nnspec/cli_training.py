@@ -5,23 +5,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from nnspec.cli import app, fail
-from nnspec.compiler.errors import SpecError
-
-
-# The exceptions that end a command with a one-line message instead of a traceback. ValueError covers
-# DataError, RepositoryError and an unreadable data.json/summary.json; RuntimeError covers ExportError and
-# device errors; OSError an unwritable runs/ or models/ or a full disk.
-ERRORS = (SpecError, ValueError, RuntimeError, OSError)
-
-
-def fail_on(error: Exception) -> NoReturn:
-    """End the command with the error's message (a SpecError's issues as they are, others prefixed)."""
-    fail(str(error) if isinstance(error, SpecError) else f"error: {error}")
+from nnspec.cli_common import ERRORS, fail, fail_on
 
 
 def _progress(quiet: bool):
@@ -59,7 +47,6 @@ def print_metrics(summary: dict) -> None:
     Console().print(table)
 
 
-@app.command()
 def train(
     spec: Annotated[Optional[Path], typer.Argument(help="Spec file (optional with --resume).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override PATH=VALUE, validated like the file.")] = None,
@@ -118,7 +105,6 @@ def train(
         typer.echo(f"model: {summary['export']['path']} (version {summary['export']['version']})")
 
 
-@app.command()
 def evaluate(
     run_dir: Path,
     split: Annotated[str, typer.Option(help="validation or test.")] = "test",
@@ -140,7 +126,6 @@ def evaluate(
         typer.echo(f"{split} {name}: {value:.4f}")
 
 
-@app.command()
 def export(
     run_dir: Path,
     repo: Annotated[Path, typer.Option("--repo", help="Model repository.")] = Path("models"),

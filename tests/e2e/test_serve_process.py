@@ -12,9 +12,8 @@ import numpy as np
 import onnx_fixtures as fx
 import pytest
 
-# The CLI as users get it once `nnspec.cli` registers these commands.
-CLI = ("import typer; from nnspec.cli_serving import register; app = typer.Typer(); "
-       "register(app); app()")
+# The CLI as users run it (`nnspec ...` is `python -m nnspec ...`).
+CLI = "from nnspec.cli import main; main()"
 
 
 def free_port() -> int:

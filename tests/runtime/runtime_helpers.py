@@ -164,21 +164,12 @@ def npz_file(path: Path, n: int = 200, seed: int = 0) -> Path:
 
 # --- the CLI ------------------------------------------------------------------------------
 
-_registered = False
-
-
 def cli(args: list, **kwargs):
-    """The nnspec typer app in-process (train/evaluate/export/predict registered); a click Result."""
-    global _registered
+    """The nnspec typer app in-process; a click Result."""
     from typer.testing import CliRunner
 
-    import nnspec.cli_training  # noqa: F401  (registers train, evaluate, export)
     from nnspec.cli import app
-    from nnspec.cli_serving import register
 
-    if not _registered:
-        register(app)
-        _registered = True
     return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
 
 

@@ -1,12 +1,8 @@
 """`nnspec predict` input files, in-process and torch-free (fixture models from onnx_fixtures)."""
 
-import typer
 from typer.testing import CliRunner
 
-from nnspec.cli_serving import register
-
-app = typer.Typer()
-register(app)
+from nnspec.cli import app
 
 
 def test_short_csv_row_is_a_one_line_error(shared_repo, tmp_path):
