@@ -9,7 +9,6 @@ import os
 from typing import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 import nnspec
@@ -18,11 +17,15 @@ from . import routes_ops, routes_v1, routes_v2
 from .deps import ServingState
 from .errors import install_error_handlers
 from .metrics import Metrics
-from .middleware import ServingMiddleware
+from .middleware import BodyLimitMiddleware, MetricsMiddleware
+from .routing import FastPathMiddleware
 from .settings import Settings
 from .store import ModelStore
 
 log = logging.getLogger("nnspec.serve")
+
+# Every route, in matching order. Health, /metrics and the docs are open; a ModelRouter guards each of its routes.
+ROUTERS = (routes_v1.router, routes_v2.health, routes_v2.router, routes_ops.router)
 
 
 def api_key(settings: Settings) -> str | None:
@@ -71,19 +74,13 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
                   description="KServe V1 and Open Inference Protocol (V2) endpoints over an nnspec "
                               "model repository (Triton layout), with dynamic batching.")
     install_error_handlers(app)
-    app.include_router(routes_v1.router)
-    app.include_router(routes_v2.health)
-    app.include_router(routes_v2.router)
-    app.include_router(routes_v2.infer_router)
-    app.include_router(routes_ops.router)
-    endpoints = routes_v1.FAST_ENDPOINTS + routes_v2.FAST_ENDPOINTS
-    # From the routers themselves: FastAPI may keep included routers as lazy wrappers in app.routes.
-    fast = [route for route in routes_v1.router.routes + routes_v2.infer_router.routes
-            if isinstance(route, APIRoute) and route.endpoint in endpoints]
-    if len(fast) != len(endpoints):
-        raise RuntimeError("an inference route of the fast path is not registered")
-    app.add_middleware(ServingMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics,
-                       fast_routes=fast if fast_path else [])
+    for router in ROUTERS:
+        app.include_router(router)
+    # Middleware, innermost first: the fast path, then the body limit, then metrics around everything.
+    fast_routes = routes_v1.router.fast_routes + routes_v2.router.fast_routes
+    app.add_middleware(FastPathMiddleware, routes=fast_routes if fast_path else [])
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the app state, the API key check and model leases."""
+"""FastAPI dependencies: the app state, the API key guard and model leases."""
 
 from __future__ import annotations
 
@@ -27,36 +27,36 @@ class ServingState:
     api_key: str | None
 
 
-async def get_state(request: Request) -> ServingState:
-    """The app's serving state (async: FastAPI runs sync dependencies in its threadpool)."""
+def serving_state(request: Request) -> ServingState:
+    """The app's serving state (set by the lifespan)."""
     return request.app.state.serving
+
+
+async def get_state(request: Request) -> ServingState:
+    """The app's serving state, as a dependency (async: FastAPI runs sync dependencies in its threadpool)."""
+    return serving_state(request)
 
 
 State = Annotated[ServingState, Depends(get_state)]
 
 
-async def require_api_key(request: Request, state: State) -> None:
-    """With an API key configured, demand `Authorization: Bearer <key>`."""
-    check_api_key(state, request)
+async def require_api_key(request: Request) -> None:
+    """The guard of every model route: with an API key configured, demand `Authorization: Bearer <key>`.
 
-
-def check_api_key(state: ServingState, request: Request) -> None:
-    """Raise 401 unless the request carries the configured API key (if any)."""
-    if state.api_key is None:
+    `ModelRouter` adds it to each of its routes, and the fast path calls it before each handler.
+    """
+    key = serving_state(request).api_key
+    if key is None:
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), state.api_key.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
         raise ApiError(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
 
 
 @contextlib.contextmanager
 def leased_model(request: Request, name: str, version: str | None = None) -> Iterator[tuple[ServingState, ModelLease]]:
-    """API key check + model lease without FastAPI dependencies, for the inference hot path.
-
-    Resolving dependencies costs FastAPI about as much as the rest of a small request.
-    """
-    state: ServingState = request.app.state.serving
-    check_api_key(state, request)
+    """A lease on the latest (or the given) version of model `name` for this request, with the state."""
+    state = serving_state(request)
     lease = state.store.acquire(name, version)
     request.scope[MODEL_SCOPE_KEY] = (name, str(lease.version))
     try:
@@ -66,7 +66,7 @@ def leased_model(request: Request, name: str, version: str | None = None) -> Ite
 
 
 async def latest_model(request: Request, name: str) -> AsyncIterator[ModelLease]:
-    """API key check + a lease on the latest loaded version of model `name` for this request."""
+    """A lease on the latest loaded version of model `name`, as a dependency."""
     with leased_model(request, name) as (_, lease):
         yield lease
 

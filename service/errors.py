@@ -23,23 +23,6 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def json_object(body: bytes, what: str = "request body") -> dict:
-    """body parsed as a JSON object, or an ApiError saying which part of the request was wrong."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, f"{what} is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise ApiError(400, f"{what} must be a JSON object")
-    return payload
-
-
-def json_response(content: object, headers: dict[str, str] | None = None) -> Response:
-    """orjson-encoded JSON (numpy arrays and scalars allowed)."""
-    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
-                    media_type="application/json", headers=headers)
-
-
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     """A JSON error response."""
     return Response(orjson.dumps({"error": message}), status_code=status,

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Callable, TypeVar
+from typing import Annotated
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import File, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from nnspec.runtime.session import InputError, ModelSession
 
-from .deps import LatestModel, State, leased_model, require_api_key
-from .errors import ApiError, json_response
+from .deps import LatestModel, State, leased_model
+from .errors import ApiError
+from .payloads import json_response, parse_body
+from .routing import ModelRouter
 from .schemas import ErrorResponse, ModelInfo, ModelList, PredictRequest, PredictResponse, json_body
 
-router = APIRouter(tags=["KServe V1"],
-                   responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 503)})
-GUARDED = [Depends(require_api_key)]  # the inference routes check the key in leased_model
-T = TypeVar("T")
-
-_OFFLOAD_BYTES = 256 * 1024  # parse big bodies in a worker thread, keeping the event loop free
-
-
-async def parse_body(parse: Callable[..., T], body: bytes, *args) -> T:
-    """parse(body, *args): inline for small bodies, in a worker thread for big ones."""
-    return await run_in_threadpool(parse, body, *args) if len(body) > _OFFLOAD_BYTES else parse(body, *args)
+router = ModelRouter(tags=["KServe V1"],
+                     responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 503)})
 
 
 def _decode_instances(body: bytes, session: ModelSession, max_instances: int) -> np.ndarray:
@@ -53,22 +46,18 @@ async def _predict(request: Request, name: str, version: str | None = None) -> R
         return json_response({"predictions": predictions}, {"x-model-version": str(lease.version)})
 
 
-@router.post("/v1/models/{name}:predict", response_model=PredictResponse, openapi_extra=json_body(PredictRequest),
-             summary="Predict with the latest version")
+@router.inference("/v1/models/{name}:predict", response_model=PredictResponse,
+                  openapi_extra=json_body(PredictRequest), summary="Predict with the latest version")
 async def predict(request: Request, name: str) -> Response:
     """Instances are nested arrays of the input shape, or objects of named features for tables."""
     return await _predict(request, name, None)
 
 
-@router.post("/v1/models/{name}/versions/{version}:predict", response_model=PredictResponse,
-             openapi_extra=json_body(PredictRequest), summary="Predict with one version")
+@router.inference("/v1/models/{name}/versions/{version}:predict", response_model=PredictResponse,
+                  openapi_extra=json_body(PredictRequest), summary="Predict with one version")
 async def predict_version(request: Request, name: str, version: str) -> Response:
     """Like `:predict`, with a fixed model version."""
     return await _predict(request, name, version)
-
-
-# Served by ServingMiddleware's fast path: the endpoints called with the request and the path parameters.
-FAST_ENDPOINTS = (predict, predict_version)
 
 
 @router.post("/v1/models/{name}:classify", response_model=PredictResponse, summary="Classify image files")
@@ -91,14 +80,13 @@ async def classify(lease: LatestModel, state: State,
     return json_response({"predictions": predictions}, {"x-model-version": str(lease.version)})
 
 
-@router.get("/v1/models", response_model=ModelList, summary="List served models", dependencies=GUARDED)
+@router.get("/v1/models", response_model=ModelList, summary="List served models")
 async def list_served(state: State) -> Response:
     """Names of the loaded models."""
     return json_response({"models": list(state.store.loaded())})
 
 
-@router.get("/v1/models/{name}", response_model=ModelInfo, summary="Model status and metadata",
-            dependencies=GUARDED)
+@router.get("/v1/models/{name}", response_model=ModelInfo, summary="Model status and metadata")
 async def model_info(name: str, state: State) -> Response:
     """Readiness, loaded versions and the latest version's metadata (input, features, labels...)."""
     sessions, latest = state.store.resolve(name)

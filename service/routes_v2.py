@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -21,9 +21,10 @@ import nnspec
 from nnspec.runtime.repository import RepositoryError, check_name, triton_config
 from nnspec.runtime.session import InputError, ModelSession
 
-from .deps import State, leased_model, require_api_key
-from .errors import ApiError, json_object, json_response
-from .routes_v1 import parse_body
+from .deps import State, leased_model
+from .errors import ApiError
+from .payloads import json_object, json_response, parse_body
+from .routing import ModelRouter
 from .schemas import (ErrorResponse, InferRequest, InferResponse, ModelMetadata, RepositoryEntry,
                       ServerMetadata, json_body)
 from .store import ModelLease
@@ -32,9 +33,8 @@ HEADER_LENGTH = "inference-header-content-length"
 _DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 503)}
 
-health = APIRouter(tags=["V2 health"], responses=_ERRORS)
-router = APIRouter(tags=["Open Inference Protocol (V2)"], dependencies=[Depends(require_api_key)], responses=_ERRORS)
-infer_router = APIRouter(tags=["Open Inference Protocol (V2)"], responses=_ERRORS)  # checks the key inline
+health = APIRouter(tags=["V2 health"], responses=_ERRORS)  # open, like Triton's health endpoints
+router = ModelRouter(tags=["Open Inference Protocol (V2)"], responses=_ERRORS)
 
 
 # --- health and metadata ----------------------------------------------------------------------
@@ -240,20 +240,16 @@ async def _infer(request: Request, name: str, version: str | None = None) -> Res
 _INFER_DOC = dict(response_model=InferResponse, openapi_extra=json_body(InferRequest))
 
 
-@infer_router.post("/v2/models/{name}/infer", summary="Infer", **_INFER_DOC)
+@router.inference("/v2/models/{name}/infer", summary="Infer", **_INFER_DOC)
 async def infer(request: Request, name: str) -> Response:
     """JSON tensors (flat or nested `data`) or the binary tensor extension."""
     return await _infer(request, name, None)
 
 
-@infer_router.post("/v2/models/{name}/versions/{version}/infer", summary="Infer with one version", **_INFER_DOC)
+@router.inference("/v2/models/{name}/versions/{version}/infer", summary="Infer with one version", **_INFER_DOC)
 async def infer_version(request: Request, name: str, version: str) -> Response:
     """Like `/infer`, with a fixed model version."""
     return await _infer(request, name, version)
-
-
-# Served by ServingMiddleware's fast path: the endpoints called with the request and the path parameters.
-FAST_ENDPOINTS = (infer, infer_version)
 
 
 # --- repository -------------------------------------------------------------------------------

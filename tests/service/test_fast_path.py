@@ -1,12 +1,13 @@
-"""The inference fast path (ServingMiddleware) answers exactly as the FastAPI routes do."""
+"""The inference fast path (FastPathMiddleware) serves the inference routes, and answers exactly as the FastAPI routes do."""
 
 import json
 
 import numpy as np
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from nnspec.service.app import create_app
+from nnspec.service.app import ROUTERS, create_app
 from nnspec.service.settings import Settings
 
 IRIS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
@@ -57,12 +58,31 @@ def _send(client, method, path, body, headers):
     return client.request(method, path, content=content, headers={"content-type": "application/json"} | headers)
 
 
+@pytest.fixture
+def routed(monkeypatch):
+    """(app, method, route path) of every request that went through FastAPI's routing to a route."""
+    seen = []
+    handle = APIRoute.handle
+
+    async def recording(self, scope, receive, send):
+        seen.append((scope["app"], scope["method"], self.path))
+        return await handle(self, scope, receive, send)
+
+    monkeypatch.setattr(APIRoute, "handle", recording)
+    return seen
+
+
+INFERENCE_ROUTES = ["/v1/models/{name}/versions/{version}:predict", "/v1/models/{name}:predict",
+                    "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"]
+
+
 @pytest.mark.parametrize("api_key", [None, "k"])
-def test_fast_path_answers_like_fastapi_routing(shared_repo, monkeypatch, api_key):
+def test_fast_path_answers_like_fastapi_routing(shared_repo, monkeypatch, routed, api_key):
     monkeypatch.setenv("TEST_FAST_KEY", "k")
     settings = Settings(repository=shared_repo, intra_op_threads=1, api_key_env="TEST_FAST_KEY" if api_key else None)
     auths = [{}, {"authorization": "Bearer k"}, {"authorization": "Bearer no"}] if api_key else [{}]
-    with TestClient(create_app(settings)) as fast, TestClient(create_app(settings, fast_path=False)) as slow:
+    fast_app, slow_app = create_app(settings), create_app(settings, fast_path=False)
+    with TestClient(fast_app) as fast, TestClient(slow_app) as slow:
         for method, path, body, headers in REQUESTS:
             for auth in auths:
                 a, b = (_send(c, method, path, body, headers | auth) for c in (fast, slow))
@@ -76,11 +96,36 @@ def test_fast_path_answers_like_fastapi_routing(shared_repo, monkeypatch, api_ke
     requests = [sorted(line for line in text.splitlines() if line.startswith("nnspec_requests_total{"))
                 for text in metrics]
     assert requests[0] == requests[1] and requests[0]
+    # The comparison means something only if the fast app really bypassed FastAPI's routing.
+    inference = [(method, route) for app, method, route in routed if route in INFERENCE_ROUTES and method == "POST"]
+    by_fast = [(m, r) for app, m, r in routed if app is fast_app and r in INFERENCE_ROUTES and m == "POST"]
+    assert not by_fast, f"the fast path let FastAPI route {len(by_fast)} inference requests"
+    assert len(inference) >= 20 * len(auths)  # the slow app routed them: the probe sees FastAPI's routing
+    assert any(app is fast_app for app, _, _ in routed)  # GET/PUT and /metrics still go through FastAPI
 
 
-def test_the_fast_path_serves_the_four_inference_routes(shared_repo):
-    app = create_app(Settings(repository=shared_repo, intra_op_threads=1))
-    (middleware,) = [m for m in app.user_middleware if m.cls.__name__ == "ServingMiddleware"]
-    assert sorted(route.path for route in middleware.kwargs["fast_routes"]) == [
-        "/v1/models/{name}/versions/{version}:predict", "/v1/models/{name}:predict",
-        "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"]
+def test_the_fast_path_serves_the_four_inference_routes():
+    from nnspec.service import routes_v1, routes_v2
+
+    fast = routes_v1.router.fast_routes + routes_v2.router.fast_routes
+    assert sorted(route.path for route in fast) == INFERENCE_ROUTES
+
+
+def test_every_model_route_has_the_api_key_guard(shared_repo, monkeypatch):
+    """One guard: every route of a ModelRouter demands the key (fast path or not); the other routers are open."""
+    from nnspec.service.routing import ModelRouter
+
+    monkeypatch.setenv("TEST_FAST_KEY", "k")
+    app = create_app(Settings(repository=shared_repo, intra_op_threads=1, api_key_env="TEST_FAST_KEY"))
+    statuses = {True: [], False: []}
+    with TestClient(app) as client:
+        for router in ROUTERS:
+            for route in router.routes:
+                path = route.path.replace("{name}", "iris").replace("{version}", "1")
+                for method in route.methods:
+                    response = client.request(method, path, content=b"{}", headers={"content-type": "application/json"},
+                                              follow_redirects=False)
+                    statuses[isinstance(router, ModelRouter)].append((method, route.path, response.status_code))
+    guarded, open_ = statuses[True], statuses[False]
+    assert len(guarded) == 14 and all(status == 401 for _, _, status in guarded), guarded
+    assert len(open_) >= 7 and all(status != 401 for _, _, status in open_), open_
