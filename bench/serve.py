@@ -88,15 +88,14 @@ def build_models(repo: Path, names: list[str]) -> dict[str, dict]:
                               output_names=["probabilities", "class_index"], opset_version=18, dynamo=False,
                               dynamic_axes={n: {0: "batch"} for n in ("input", "probabilities", "class_index")})
         manifest = {
-            "manifest_version": 1, "name": name, "version": 1, "task": "classification",
+            "manifest_version": 1, "name": name, "task": "classification",
             "input": {"name": "input", "dtype": "float32", "shape": shape},
             "features": None, "image": None, "labels": [str(d) for d in range(10)], "targets": None,
             "outputs": [{"name": "probabilities", "dtype": "float32", "shape": [10]},
                         {"name": "class_index", "dtype": "int64", "shape": []}],
             "serving": {"max_batch_size": 64, "max_queue_delay_ms": 2.0},
         }
-        _, folder = publish_version(repo, name, {"model.onnx": path.read_bytes(),
-                                                 "nnspec.json": json.dumps(manifest).encode()})
+        _, folder = publish_version(repo, name, manifest, {"model.onnx": path.read_bytes()})
         write_config_pbtxt(repo, name, manifest)
         info[name] = {"shape": shape, "onnx": str(folder / "model.onnx")}
     return info

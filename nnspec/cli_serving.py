@@ -1,4 +1,4 @@
-"""The torch-free CLI commands `serve` and `predict`, added to the main typer app by `register`."""
+"""The torch-free CLI commands on exported models: `predict` and `serve`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
-from nnspec.cli import fail
+from nnspec.cli_common import fail
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 
@@ -167,7 +167,7 @@ def predict(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{session.name} v{session.version}")
+    table = Table(title=session.name + (f" v{session.version}" if session.version else ""))
     table.add_column("input")
     if session.is_classifier:
         table.add_column("label")
@@ -182,8 +182,3 @@ def predict(
             table.add_row(name, *(f"{p['values'][t]:.6g}" for t in targets))
     Console(file=sys.stdout).print(table)
 
-
-def register(app: typer.Typer) -> None:
-    """Add `serve` and `predict` to a typer app."""
-    app.command("serve")(serve)
-    app.command("predict")(predict)

@@ -23,7 +23,7 @@ from .checkpoint import load_checkpoint
 from .data import raw_rows
 from .metrics import probabilities
 from .repository import publish_version, write_config_pbtxt
-from .rundir import data_info, load_run, spec_hash
+from .rundir import load_run, spec_hash
 
 PARITY_BATCHES = (1, 7, 64)
 PARITY_ROWS = 1024  # raw validation rows (the first samples without a validation split)
@@ -122,17 +122,17 @@ def check_parity(onnx_bytes: bytes, model: ServingModel, rows: np.ndarray, task:
     return worst
 
 
-def manifest_for(spec: Spec, data: dict, summary: dict, versions: dict) -> dict:
-    """The nnspec.json manifest (docs/ARCHITECTURE.md)."""
+def manifest_for(spec: Spec, info: DataInfo, summary: dict, versions: dict) -> dict:
+    """The nnspec.json manifest (docs/ARCHITECTURE.md), less the version that publishing adds."""
     classifier = spec.task != "regression"
-    k = len(data["labels"]) if classifier else None
+    k = len(info.labels) if classifier else None
     outputs = ([{"name": "probabilities", "dtype": "float32", "shape": [k]}, {"name": "class_index", "dtype": "int64", "shape": []}]
-               if classifier else [{"name": "values", "dtype": "float32", "shape": [len(data["targets"])]}])
+               if classifier else [{"name": "values", "dtype": "float32", "shape": [len(info.targets)]}])
     return {
-        "manifest_version": 1, "name": spec.name, "version": 0, "task": spec.task,
-        "input": {"name": "input", "dtype": "float32", "shape": data["shape"]},
-        "features": data["features"], "image": data["image"],
-        "labels": data["labels"] if classifier else None, "targets": None if classifier else data["targets"],
+        "manifest_version": 1, "name": spec.name, "task": spec.task,
+        "input": {"name": "input", "dtype": "float32", "shape": list(info.shape)},
+        "features": info.features, "image": info.image,
+        "labels": info.labels if classifier else None, "targets": None if classifier else info.targets,
         "outputs": outputs,
         "serving": {"max_batch_size": spec.serving.max_batch_size, "max_queue_delay_ms": spec.serving.max_queue_delay_ms},
         "metrics": {"validation": summary.get("validation", {}), "test": summary.get("test", {})},
@@ -177,8 +177,7 @@ def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | 
     from .evaluate import run_weights
 
     run_dir = Path(run_dir)
-    spec, data = load_run(run_dir)
-    info = data_info(data)
+    spec, info = load_run(run_dir)
     state = load_checkpoint(run_weights(run_dir, spec))
     model = serving_model(spec, info, state)
     onnx_bytes = to_onnx(model, info.shape, spec.task, spec.export.opset)
@@ -186,11 +185,9 @@ def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | 
     parity = check_parity(onnx_bytes, model, rows, spec.task, spec.export.atol)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
     versions = {**summary.get("versions", {}), "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
-    manifest = manifest_for(spec, data, summary, versions)
+    manifest = manifest_for(spec, info, summary, versions)
     manifest["parity"] = {"batch_sizes": list(PARITY_BATCHES), "rows": len(rows), "max_abs_diff": parity}
-    files = {"model.onnx": onnx_bytes, "nnspec.json": (json.dumps(manifest, indent=2) + "\n").encode(),
-             "README.md": model_card(spec, info, manifest, summary).encode()}
-    number, path = publish_version(repo, spec.name, files, version=version, overwrite=overwrite)
-    manifest["version"] = number
+    files = {"model.onnx": onnx_bytes, "README.md": model_card(spec, info, manifest, summary).encode()}
+    number, path = publish_version(repo, spec.name, manifest, files, version=version, overwrite=overwrite)
     write_config_pbtxt(repo, spec.name, manifest)
     return Exported(path, number, parity)

@@ -129,43 +129,51 @@ def _stage_files(files: Mapping[str, bytes]) -> Stager:
     return stage
 
 
-def _set_manifest_version(folder: Path, version: int) -> None:
-    # The version is only known at publish time; the manifest must agree with its folder.
-    file = folder / MANIFEST_FILE
-    manifest = json.loads(file.read_text(encoding="utf-8"))
-    if manifest.get("version") != version:
-        manifest["version"] = version
-        file.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+def _write_manifest(folder: Path, manifest: Mapping, version: int) -> None:
+    # The version is only known at publish time: written once, after the name, and equal to the folder's.
+    fields = {}
+    for key, value in manifest.items():
+        fields[key] = value
+        if key == "name":
+            fields["version"] = version
+    fields.setdefault("version", version)
+    (folder / MANIFEST_FILE).write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
 
 
 def publish_version(
     repo: str | os.PathLike,
     name: str,
+    manifest: Mapping,
     files: Mapping[str, bytes] | Stager,
     version: int | None = None,
     overwrite: bool = False,
 ) -> tuple[int, Path]:
     """Publish a version atomically and return `(version, folder)`.
 
-    `files` maps relative file names to contents, or is a callback that writes them into the
-    staging folder it is given. The folder is built as `<repo>/<name>/.tmp-*` and renamed
-    into place, so readers never see a partial version. `version=None` takes max + 1; an
-    existing version is refused unless `overwrite`. The manifest's `version` is set to match.
+    `manifest` is written as `nnspec.json` with the version it gets; `files` maps the other
+    relative file names to contents, or is a callback that writes them into the staging folder it
+    is given. The folder is built as `<repo>/<name>/.tmp-*` and renamed into place, so readers never
+    see a partial version. `version=None` takes max + 1; an existing version is refused unless
+    `overwrite`.
     """
     folder = model_dir(repo, name)
     if version is not None:
         version = check_version(version)
+    if "version" in manifest:
+        raise RepositoryError("a manifest gets its version from the folder it is published to; drop its 'version'")
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
     try:
         (files if callable(files) else _stage_files(files))(staging)
-        if not _is_complete(staging):
-            raise RepositoryError(f"a version needs {MODEL_FILE} and {MANIFEST_FILE}")
+        if (staging / MANIFEST_FILE).exists():
+            raise RepositoryError(f"{MANIFEST_FILE} is written from the manifest, not given as a file")
+        if not (staging / MODEL_FILE).is_file():
+            raise RepositoryError(f"a version needs {MODEL_FILE}")
         os.chmod(staging, 0o755)  # mkdtemp makes it 0700; a served folder should be readable
         while True:
             target_version = version or max(_integer_dirs(folder), default=0) + 1
             target = folder / str(target_version)
-            _set_manifest_version(staging, target_version)
+            _write_manifest(staging, manifest, target_version)
             if target.exists():
                 if version is None:
                     continue  # a concurrent publisher took it: recompute max + 1

@@ -37,8 +37,8 @@ def data_info_dict(info: DataInfo) -> dict:
     return {"shape": list(info.shape), "labels": info.labels, "targets": info.targets, "features": info.features, "image": info.image}
 
 
-def data_info(data: dict) -> DataInfo:
-    """The DataInfo a run's data.json describes (inverse of data_info_dict)."""
+def _data_info(data: dict) -> DataInfo:
+    # the inverse of data_info_dict
     return DataInfo(**{**data, "shape": tuple(data["shape"])})
 
 
@@ -129,7 +129,7 @@ def plot_confusion(path: Path, true, pred, labels: list[str], title: str) -> Non
     plt.close(fig)
 
 
-def load_run(run_dir: str | Path) -> tuple[Spec, dict]:
+def load_run(run_dir: str | Path) -> tuple[Spec, DataInfo]:
     """The resolved spec and data description of a run."""
     from nnspec.compiler import load_spec
 
@@ -138,4 +138,4 @@ def load_run(run_dir: str | Path) -> tuple[Spec, dict]:
         from nnspec.compiler.errors import Issue, SpecError
 
         raise SpecError([Issue((), "not a run directory (no spec.yaml)", str(run_dir))])
-    return load_spec(run_dir / "spec.yaml"), json.loads((run_dir / "data.json").read_text())
+    return load_spec(run_dir / "spec.yaml"), _data_info(json.loads((run_dir / "data.json").read_text()))

@@ -58,7 +58,8 @@ class ModelSession:
         self.manifest = read_manifest(self.dir)
         m = self.manifest
         self.name: str = m["name"]
-        self.version: int = int(m.get("version") or 0) or _folder_version(self.dir)
+        # The folder's name is the version (the manifest's copy may be stale after a copy or rename).
+        self.version: int | None = int(self.dir.name) if self.dir.name.isdigit() else None
         self.task: str = m["task"]
         self.input_name: str = m["input"].get("name", "input")
         self.input_shape: tuple[int, ...] = tuple(m["input"]["shape"])
@@ -268,7 +269,3 @@ class ModelSession:
             "labels": self.labels, "targets": self.targets,
             "metrics": self.manifest.get("metrics"),
         }
-
-
-def _folder_version(path: Path) -> int:
-    return int(path.name) if path.name.isdigit() else 0

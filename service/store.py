@@ -58,7 +58,7 @@ class ModelLease:
 
     @property
     def version(self) -> int:
-        """The version number."""
+        """The version number (the folder's name)."""
         return self.model.session.version
 
     async def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -164,7 +164,7 @@ class ModelStore:
             wanted = list_versions(self.settings.repository, name)[-self.settings.max_versions:]
             if not wanted:
                 raise ApiError(404, f"model {name!r} has no complete version in the repository")
-            current = self.sessions_and_models(name)
+            current = self.loaded_versions(name)
             fresh: dict[int, LoadedModel] = {}
             try:
                 for version in wanted:
@@ -194,7 +194,7 @@ class ModelStore:
     def _folders(self, name: str, versions: list[int]) -> list:
         return [(v, _safe_fingerprint(version_dir(self.settings.repository, name, v))) for v in versions]
 
-    def sessions_and_models(self, name: str) -> dict[int, LoadedModel]:
+    def loaded_versions(self, name: str) -> dict[int, LoadedModel]:
         """The loaded versions of `name` (a snapshot)."""
         with self._lock:
             return dict(self._models.get(name, {}))
@@ -203,7 +203,6 @@ class ModelStore:
         session = ModelSession(folder, intra_op_threads=self.settings.threads_per_run(), spin=False)
         if session.name != name:
             raise ValueError(f"{folder}: manifest name {session.name!r} != folder name {name!r}")
-        session.version = version  # the folder is the truth
         batcher = Batcher(session.run_unchecked, labels=(name, str(version)), metrics=self.metrics,
                           max_batch_size=session.max_batch_size,
                           max_queue_delay_ms=session.max_queue_delay_ms,
@@ -238,7 +237,7 @@ class ModelStore:
             if failed_on is not None and failed_on == self._folders(name, keep):
                 continue  # the load that failed would fail again: wait for the folders to change
             fingerprints_changed = any(
-                m.fingerprint != _safe_fingerprint(m.session.dir) for m in self.sessions_and_models(name).values())
+                m.fingerprint != _safe_fingerprint(m.session.dir) for m in self.loaded_versions(name).values())
             if loaded.get(name) != keep or fingerprints_changed:
                 try:
                     self.load(name)

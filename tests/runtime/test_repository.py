@@ -7,9 +7,9 @@ from google.protobuf import json_format, text_format
 
 from nnspec.runtime import repository as r
 
-GOOD = {"model.onnx": b"onnx", "nnspec.json": json.dumps(
-    {"name": "m", "task": "regression", "input": {"name": "input", "shape": [3]},
-     "outputs": [{"name": "values", "dtype": "float32", "shape": [2]}]}).encode()}
+MANIFEST = {"name": "m", "task": "regression", "input": {"name": "input", "shape": [3]},
+            "outputs": [{"name": "values", "dtype": "float32", "shape": [2]}]}
+GOOD = {"model.onnx": b"onnx"}
 CLASSIFIER = {
     "name": "digits", "task": "classification",
     "input": {"name": "input", "dtype": "float32", "shape": [1, 8, 8]},
@@ -19,10 +19,12 @@ CLASSIFIER = {
 }
 
 
-def test_publish_numbers_versions_and_sets_manifest_version(tmp_path):
-    assert r.publish_version(tmp_path, "m", GOOD) == (1, tmp_path / "m" / "1")
-    version, path = r.publish_version(tmp_path, "m", GOOD)
-    assert version == 2 and json.loads((path / "nnspec.json").read_text())["version"] == 2
+def test_publish_numbers_versions_and_writes_the_manifest_with_its_version(tmp_path):
+    assert r.publish_version(tmp_path, "m", MANIFEST, GOOD) == (1, tmp_path / "m" / "1")
+    version, path = r.publish_version(tmp_path, "m", MANIFEST, GOOD)
+    written = json.loads((path / "nnspec.json").read_text())
+    assert version == 2 and written["version"] == 2 and list(written)[:2] == ["name", "version"]
+    assert written == MANIFEST | {"version": 2}
     assert r.list_models(tmp_path) == {"m": [1, 2]}
     assert r.latest_version(tmp_path, "m") == 2
     assert r.read_manifest(path)["name"] == "m"
@@ -30,13 +32,13 @@ def test_publish_numbers_versions_and_sets_manifest_version(tmp_path):
 
 
 def test_publish_refuses_existing_version_unless_overwrite(tmp_path):
-    r.publish_version(tmp_path, "m", GOOD, version=3)
+    r.publish_version(tmp_path, "m", MANIFEST, GOOD, version=3)
     with pytest.raises(r.RepositoryError, match="exists"):
-        r.publish_version(tmp_path, "m", GOOD, version=3)
+        r.publish_version(tmp_path, "m", MANIFEST, GOOD, version=3)
     files = GOOD | {"README.md": b"new"}
-    assert r.publish_version(tmp_path, "m", files, version=3, overwrite=True)[0] == 3
+    assert r.publish_version(tmp_path, "m", MANIFEST, files, version=3, overwrite=True)[0] == 3
     assert (tmp_path / "m" / "3" / "README.md").read_bytes() == b"new"
-    assert r.publish_version(tmp_path, "m", GOOD)[0] == 4  # max + 1
+    assert r.publish_version(tmp_path, "m", MANIFEST, GOOD)[0] == 4  # max + 1
 
 
 def test_publish_with_a_staging_callback_and_failures_leave_nothing(tmp_path):
@@ -44,24 +46,28 @@ def test_publish_with_a_staging_callback_and_failures_leave_nothing(tmp_path):
         for name, data in GOOD.items():
             (folder / name).write_bytes(data)
 
-    assert r.publish_version(tmp_path, "m", stage)[0] == 1
+    assert r.publish_version(tmp_path, "m", MANIFEST, stage)[0] == 1
 
     def broken(folder: Path):
         (folder / "model.onnx").write_bytes(b"half")
         raise RuntimeError("export failed")
 
     with pytest.raises(RuntimeError):
-        r.publish_version(tmp_path, "m", broken)
+        r.publish_version(tmp_path, "m", MANIFEST, broken)
     with pytest.raises(r.RepositoryError, match="needs"):
-        r.publish_version(tmp_path, "m", {"model.onnx": b"x"})
+        r.publish_version(tmp_path, "m", MANIFEST, {"README.md": b"x"})
+    with pytest.raises(r.RepositoryError, match="written from the manifest"):
+        r.publish_version(tmp_path, "m", MANIFEST, GOOD | {"nnspec.json": b"{}"})
+    with pytest.raises(r.RepositoryError, match="from the folder"):
+        r.publish_version(tmp_path, "m", MANIFEST | {"version": 1}, GOOD)
     with pytest.raises(r.RepositoryError, match="invalid file name"):
-        r.publish_version(tmp_path, "m", GOOD | {"../evil": b"x"})
+        r.publish_version(tmp_path, "m", MANIFEST, GOOD | {"../evil": b"x"})
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1"]
 
 
 def test_concurrent_publishers_get_distinct_versions(tmp_path):
     results = []
-    threads = [threading.Thread(target=lambda: results.append(r.publish_version(tmp_path, "m", GOOD)[0]))
+    threads = [threading.Thread(target=lambda: results.append(r.publish_version(tmp_path, "m", MANIFEST, GOOD)[0]))
                for _ in range(8)]
     for t in threads:
         t.start()
@@ -71,7 +77,7 @@ def test_concurrent_publishers_get_distinct_versions(tmp_path):
 
 
 def test_readers_ignore_incomplete_and_foreign_folders(tmp_path):
-    r.publish_version(tmp_path, "m", GOOD)
+    r.publish_version(tmp_path, "m", MANIFEST, GOOD)
     (tmp_path / "m" / "7").mkdir()  # no model.onnx / nnspec.json
     (tmp_path / "m" / ".tmp-abc").mkdir()
     (tmp_path / "m" / "latest").mkdir()

@@ -6,7 +6,6 @@ compute the expected answer with numpy via `reference(name, x, seed)`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +88,7 @@ def manifest(name: str, max_batch_size: int = 64, max_queue_delay_ms: float = 2.
         outputs = [{"name": "probabilities", "dtype": "float32", "shape": [k]},
                    {"name": "class_index", "dtype": "int64", "shape": []}]
     return {
-        "manifest_version": 1, "name": name, "version": 1, "task": task,
+        "manifest_version": 1, "name": name, "task": task,
         "input": {"name": "input", "dtype": "float32", "shape": shape},
         "features": extra.get("features"), "image": extra.get("image"),
         "labels": None if task == "regression" else names,
@@ -105,9 +104,8 @@ def manifest(name: str, max_batch_size: int = 64, max_queue_delay_ms: float = 2.
 def publish(repo: Path, name: str, seed: int = 1, version: int | None = None, **serving) -> tuple[int, Path]:
     """Publish one fixture model version into `repo` (with its config.pbtxt)."""
     m = manifest(name, **serving)
-    files = {"model.onnx": build_onnx(name, seed), "nnspec.json": json.dumps(m).encode(),
-             "README.md": f"# {name}\n\nA test fixture (seed {seed}).\n".encode()}
-    result = publish_version(repo, name, files, version=version)
+    files = {"model.onnx": build_onnx(name, seed), "README.md": f"# {name}\n\nA test fixture (seed {seed}).\n".encode()}
+    result = publish_version(repo, name, m, files, version=version)
     write_config_pbtxt(repo, name, m)
     return result
 
