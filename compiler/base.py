@@ -29,11 +29,6 @@ T = TypeVar("T")
 Pair = Annotated[tuple[T, T], Field(strict=False)]  # a 2-list in YAML; its items stay strictly typed
 
 
-def shape_str(shape) -> str:
-    """(1, 8, 8) as written in messages; a 1-tuple keeps its comma."""
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
 def union_members(tp) -> list:
     """The concrete types a field annotation allows (Annotated and unions unwrapped)."""
     origin = get_origin(tp)

@@ -9,9 +9,10 @@ from typing import Annotated, ClassVar, Literal, Union
 import numpy as np
 from pydantic import Field, model_validator
 
+from nnspec.preprocessing import IMAGE_SUFFIXES, ImageError, TableEncoder, decode_image
+
 from .base import Pair, PositiveInt, Shape, StrictModel
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IN_MEMORY_LIMIT = 2 * 1024**3  # bytes of decoded float32 images above which `in_memory: auto` streams from disk
 
 
@@ -42,7 +43,7 @@ class RawData(DataInfo):
     x: np.ndarray = field(default=None)
     y: np.ndarray = field(default=None)
     fixed_test: tuple[np.ndarray, np.ndarray] | None = None  # a source's own test split (mnist1d)
-    files: list[Path] | None = None  # streamed image folders: sample i is decode_image(files[i], ...); x is None
+    files: list[Path] | None = None  # streamed image folders: sample i is read_image(files[i], ...); x is None
 
 
 def encode_labels(values) -> tuple[list[str], np.ndarray]:
@@ -146,17 +147,11 @@ class _TableSource(_Source):
             if len(bad):
                 rows = ", ".join(str(r + self._first_row) for r in bad[:5]) + (" ..." if len(bad) > 5 else "")
                 raise DataError(f"{path.name}: column '{col}' has missing values ({self._row_word} {rows})")
-        features, columns = [], []
-        for name in names:
-            col = frame[name]
-            if col.dtype.kind in "iuf":  # booleans are categories "False"/"True", as a raw CSV row spells them
-                features.append({"name": str(name), "type": "numeric"})
-                columns.append(col.to_numpy(np.float32)[:, None])
-            else:
-                cats = sorted(col.astype(str).unique().tolist())
-                features.append({"name": str(name), "type": "categorical", "categories": cats})
-                columns.append((col.astype(str).to_numpy()[:, None] == np.array(cats)[None, :]).astype(np.float32))
-        x = np.concatenate(columns, axis=1)
+        # Numeric columns as numbers; any other (strings, booleans) as categories spelled like a raw CSV row.
+        columns = {str(name): frame[name].to_numpy(np.float32) if frame[name].dtype.kind in "iuf"
+                   else frame[name].astype(str).to_numpy() for name in names}
+        encoder = TableEncoder.fit(columns)
+        x, features = encoder.encode_columns(columns), encoder.features
         target = frame[self.target]
         if task == "regression":
             if target.dtype.kind not in "biuf":
@@ -230,18 +225,12 @@ class NpzSource(_Source):
         return RawData(shape=x.shape[1:], labels=labels, x=x, y=idx)
 
 
-def decode_image(file: Path, size: tuple[int, int], color: str) -> np.ndarray:
-    """One image file as raw float32 pixels 0..255 in (C, H, W): converted to the color mode, resized bilinearly."""
-    from PIL import Image, UnidentifiedImageError
-
+def read_image(file: Path, size: tuple[int, int], color: str) -> np.ndarray:
+    """One training image as the model sees it (nnspec.preprocessing.decode_image), or a DataError naming the file."""
     try:
-        with Image.open(file) as img:
-            img = img.convert("L" if color == "grayscale" else "RGB")
-            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.float32)
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{file}: not a readable image ({e.__class__.__name__})") from None
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        return decode_image(file, size, color)
+    except ImageError as e:
+        raise DataError(f"{file}: {e}") from None
 
 
 class ImageFolderSource(_Source):
@@ -298,7 +287,7 @@ class ImageFolderSource(_Source):
         y = np.array(ys, dtype=np.int64)
         if self.streams(len(files)):
             return RawData(**self._info(classes), y=y, files=files)
-        return RawData(**self._info(classes), x=np.stack([decode_image(f, self.image_size, self.color) for f in files]), y=y)
+        return RawData(**self._info(classes), x=np.stack([read_image(f, self.image_size, self.color) for f in files]), y=y)
 
 
 DataSource = Annotated[Union[BuiltinSource, CsvSource, ParquetSource, NpzSource, ImageFolderSource], Field(discriminator="type")]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-from .base import shape_str, type_tag, union_members
+from nnspec.preprocessing import shape_text
+
+from .base import type_tag, union_members
 from .data import DataInfo
 from .errors import ShapeError, did_you_mean
 from .layers import chain_shapes
@@ -13,20 +15,15 @@ from .metrics import monitors
 from .spec import Spec
 
 
-def input_shape(spec: Spec, info: DataInfo) -> tuple[int, ...]:
-    """The per-sample shape the first layer sees."""
-    return tuple(spec.model.input.shape) if spec.model.input.shape else tuple(info.shape)
-
-
 def check_rules(spec: Spec, info: DataInfo) -> list[tuple]:
     """Every cross-field problem as (path, message, layer_type or None)."""
     out: list[tuple] = []
     task, tr = spec.task, spec.training
 
-    shape = input_shape(spec, info)
+    shape = spec.model.input_shape(info.shape)
     if math.prod(shape) != math.prod(info.shape):
-        out.append((("model", "input", "shape"), f"the data's samples have shape {shape_str(info.shape)} "
-                    f"({math.prod(info.shape)} values), which cannot be reshaped to {shape_str(shape)}", None))
+        out.append((("model", "input", "shape"), f"the data's samples have shape {shape_text(info.shape)} "
+                    f"({math.prod(info.shape)} values), which cannot be reshaped to {shape_text(shape)}", None))
     else:
         try:
             final = chain_shapes(spec.model.layers, shape, ("model", "layers"))
@@ -38,7 +35,7 @@ def check_rules(spec: Spec, info: DataInfo) -> list[tuple]:
             # else the task rule below says why (no labels/targets, or a single class: no head size is right)
             known = info.targets is not None if task == "regression" else info.labels is not None and len(info.labels) >= 2
             if len(final) != 1:
-                out.append((last, f"the network must end in a flat (outputs,) shape, got {shape_str(final)}; add a flatten layer", None))
+                out.append((last, f"the network must end in a flat (outputs,) shape, got {shape_text(final)}; add a flatten layer", None))
             elif known and final[0] != want:
                 what = {"classification": f"one per class ({want} classes)", "binary": "one logit for the positive class",
                         "regression": f"one per target ({want})"}[task]
@@ -82,7 +79,7 @@ def check_rules(spec: Spec, info: DataInfo) -> list[tuple]:
         out.append((("data", "preprocessing", "normalize_target"), "only regression targets can be normalized", None))
     for i, aug in enumerate(tr.augmentation):
         if aug.needs_image and len(shape) != 3:
-            out.append((("training", "augmentation", i), f"{aug.type} needs image inputs (C, H, W), the model's input is {shape_str(shape)}", None))
+            out.append((("training", "augmentation", i), f"{aug.type} needs image inputs (C, H, W), the model's input is {shape_text(shape)}", None))
     split = spec.data.split
     # the default is allowed, so that a resolved spec (every default written out) validates again
     if info.own_test and "test" in split.model_fields_set and split.test != type(split).model_fields["test"].default:

@@ -60,6 +60,10 @@ class ModelSpec(StrictModel):
     init: InitSpec = Field(InitSpec(), description="Model-wide initialization of linear, convolution and recurrent weights and biases; a layer's or container's own init overrides it.")
     layers: list[LayerSpec] = Field(min_length=1, description="The network's layers in order; the last must give a flat (outputs,) shape: one per class, one logit for binary, one per regression target.")
 
+    def input_shape(self, data_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The per-sample shape the first layer sees: `input.shape` when set, else the data's own shape."""
+        return tuple(self.input.shape) if self.input.shape else tuple(data_shape)
+
 
 class RegularizationSpec(StrictModel):
     """Penalty terms on weights (not biases or norm parameters) and gradient clipping."""

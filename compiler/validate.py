@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+
+from nnspec.preprocessing import show_value
 
 from .base import type_tag, union_members
 from .data import DataError, DataInfo
@@ -61,15 +62,6 @@ def _data_path(loc: tuple, data: Any) -> tuple:
     return tuple(path)
 
 
-def _show(value: Any) -> str:
-    """A value as the spec writes it (true, null, 'text', [1, 2])."""
-    if value is None or isinstance(value, (bool, datetime.date)):
-        text = "null" if value is None else str(value).lower() if isinstance(value, bool) else value.isoformat()
-    else:
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _message(err: dict, data: Any) -> tuple[tuple, str, bool]:
     """(data path, message, point at the key) for one pydantic error."""
     loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
@@ -93,13 +85,13 @@ def _message(err: dict, data: Any) -> tuple[tuple, str, bool]:
     msg = msg[0].lower() + msg[1:] if msg else msg
     if kind == "literal_error":
         choices = [c.strip().strip("'") for c in str(ctx.get("expected", "")).replace(" or ", ",").split(",")]
-        return path, f"{msg}, got {_show(err['input'])}{did_you_mean(err['input'], choices)}", False
+        return path, f"{msg}, got {show_value(err['input'])}{did_you_mean(err['input'], choices)}", False
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return path, f"should be a mapping of keys, got {_show(err['input'])}", False
+        return path, f"should be a mapping of keys, got {show_value(err['input'])}", False
     if kind.endswith("_type") and isinstance(err.get("input"), (dict, list)):
         msg += ", got a " + ("mapping" if isinstance(err["input"], dict) else "list")
     elif kind != "value_error" and not isinstance(err.get("input"), (dict, list)):
-        msg += f": {_show(err['input'])}" if ", got " in msg else f", got {_show(err['input'])}"
+        msg += f": {show_value(err['input'])}" if ", got " in msg else f", got {show_value(err['input'])}"
     return path, msg, False
 
 

@@ -12,8 +12,8 @@ from typing import Annotated, NoReturn, Optional
 import typer
 
 from nnspec.cli_common import fail
+from nnspec.preprocessing import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 
 
 def _fail(message: str) -> NoReturn:
@@ -119,7 +119,7 @@ def _csv_instances(file: Path, session) -> list:
 def _read_inputs(files: list[Path], session):
     import numpy as np
 
-    from nnspec.runtime.session import InputError
+    from nnspec.preprocessing import InputError
 
     batches, names = [], []
     images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]

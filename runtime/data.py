@@ -13,8 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nnspec.compiler.data import DataError, RawData, decode_image
-from nnspec.compiler.rules import input_shape
+from nnspec.compiler.data import DataError, RawData, read_image
 from nnspec.compiler.spec import Spec
 
 NUM_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))  # DataLoader processes decoding streamed images
@@ -116,7 +115,7 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        x = decode_image(self.files[i], self.size, self.color)
+        x = read_image(self.files[i], self.size, self.color)
         if self.norm is not None:
             x = self.norm(x)
         return torch.from_numpy(np.ascontiguousarray(x.reshape(self.shape), dtype=np.float32))
@@ -227,7 +226,7 @@ def raw_rows(spec: Spec, limit: int) -> np.ndarray:
     idx = (val_idx if len(val_idx) else np.arange(len(raw.y)))[:limit]
     if raw.files is None:
         return raw.x[idx]
-    return np.stack([decode_image(raw.files[i], raw.image["size"], raw.image["color"]) for i in idx])
+    return np.stack([read_image(raw.files[i], raw.image["size"], raw.image["color"]) for i in idx])
 
 
 def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
@@ -249,7 +248,7 @@ def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
     y_norm = None
     if spec.task == "regression" and spec.data.preprocessing.normalize_target:
         y_norm = Normalizer.fit("standardize", y_train, False)
-    shape = input_shape(spec, raw)
+    shape = spec.model.input_shape(raw.shape)
 
     def to_split(idx, fixed=None) -> Split | StreamedSplit | None:
         xs, ys = fixed if fixed is not None else (None if x is None else x[idx], y[idx])

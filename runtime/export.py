@@ -16,7 +16,6 @@ import torch.nn as nn
 import nnspec
 from nnspec.compiler.compile import compile_model, summarize
 from nnspec.compiler.data import DataInfo
-from nnspec.compiler.rules import input_shape
 from nnspec.compiler.spec import Spec
 
 from .checkpoint import load_checkpoint
@@ -73,7 +72,7 @@ def serving_model(spec: Spec, info: DataInfo, state: dict) -> ServingModel:
     net.load_state_dict(state["model"])
     pre = state["preprocessing"]
     y = pre.get("y")
-    model = ServingModel(net, spec.task, pre["x"]["shift"], pre["x"]["scale"], input_shape(spec, info),
+    model = ServingModel(net, spec.task, pre["x"]["shift"], pre["x"]["scale"], spec.model.input_shape(info.shape),
                          None if y is None else y["shift"], None if y is None else y["scale"])
     return model.eval()
 
@@ -86,7 +85,8 @@ def to_onnx(model: ServingModel, sample_shape, task: str, opset: int) -> bytes:
     example = torch.zeros(2, *sample_shape)
     buf = io.BytesIO()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        # The TorchScript exporter's deprecation notices only: a TracerWarning means a wrong trace and must show.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(model, (example,), buf, input_names=["input"], output_names=names, opset_version=opset,
                           dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}}, dynamo=False)
     return buf.getvalue()

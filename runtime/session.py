@@ -11,40 +11,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import os
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from nnspec.preprocessing import (ImageError, InputError, TableEncoder, decode_image, finite_float32, shape_text,
+                                  show_value)
+
 from .repository import MODEL_FILE, read_manifest
 
-MAX_IMAGE_PIXELS = 40_000_000  # refuse decompression bombs before decoding
 _CLASSIFIER_TASKS = ("classification", "binary")
-
-
-class InputError(ValueError):
-    """Bad input, with the path of the offending value (`instances[3].age`)."""
-
-    def __init__(self, path: str, message: str):
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.message = message
-
-
-def _in_float32(value: int | float) -> bool:
-    """A finite value float32 can hold; NaN fails the comparison, and a huge int compares exactly (no overflow)."""
-    return abs(value) <= 3.4e38
-
-
-def _shape_text(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-def _describe(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class ModelSession:
@@ -72,8 +50,7 @@ class ModelSession:
         serving = m.get("serving") or {}
         self.max_batch_size = int(serving.get("max_batch_size", 64))
         self.max_queue_delay_ms = float(serving.get("max_queue_delay_ms", 2.0))
-        self._columns = self._feature_columns()
-        self._feature_names = {name for name, _ in self._columns}
+        self._table = TableEncoder(self.features) if self.features else None
 
         options = ort.SessionOptions()
         if intra_op_threads:
@@ -97,22 +74,14 @@ class ModelSession:
         """True for classification and binary tasks."""
         return self.task in _CLASSIFIER_TASKS
 
-    def _feature_columns(self) -> list[tuple[str, dict | None]]:
-        # (feature name, {category: column offset} or None for numeric), in tensor order
-        columns = []
-        for feature in self.features or []:
-            cats = feature.get("categories") if feature.get("type") == "categorical" else None
-            columns.append((feature["name"], {str(c): i for i, c in enumerate(cats)} if cats else None))
-        return columns
-
     # --- encoding -------------------------------------------------------------------------
 
     def encode_instances(self, instances: list, path: str = "instances") -> np.ndarray:
         """Turn JSON instances into the float32 input batch, or raise InputError naming the value."""
         if not isinstance(instances, list) or not instances:
             raise InputError(path, "expected a non-empty list of instances")
-        if self.features:
-            return self._encode_table(instances, path)
+        if self._table:
+            return self._table.encode_instances(instances, path)
         if self.image and any(isinstance(i, dict) for i in instances):
             return self._encode_b64_images(instances, path)
         try:
@@ -127,15 +96,15 @@ class ModelSession:
             return self._finite(batch.astype(np.float32, copy=False), path)
 
     def _check_nested(self, value, shape: tuple[int, ...], path: str) -> None:
-        expected = f"(instance shape {_shape_text(self.input_shape)})"
+        expected = f"(instance shape {shape_text(self.input_shape, 'list')})"
         if not shape:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InputError(path, f"expected a number, got {_describe(value)}")
-            if not _in_float32(value):
+                raise InputError(path, f"expected a number, got {show_value(value)}")
+            if not finite_float32(value):
                 raise InputError(path, f"expected a finite float32 number, got {value!r}")
             return
         if not isinstance(value, list) or len(value) != shape[0]:
-            got = f"a list of length {len(value)}" if isinstance(value, list) else _describe(value)
+            got = f"a list of length {len(value)}" if isinstance(value, list) else show_value(value)
             raise InputError(path, f"expected a list of length {shape[0]} {expected}, got {got}")
         for j, item in enumerate(value):
             self._check_nested(item, shape[1:], f"{path}[{j}]")
@@ -146,46 +115,6 @@ class ModelSession:
             where = path + "".join(f"[{k}]" for k in index)
             raise InputError(where, f"expected a finite float32 number, got {batch[tuple(index)]}")
         return batch
-
-    def _encode_table(self, instances: list, path: str) -> np.ndarray:
-        out = np.zeros((len(instances),) + self.input_shape, dtype=np.float32)
-        names = [name for name, _ in self._columns]
-        for i, instance in enumerate(instances):
-            where = f"{path}[{i}]"
-            if isinstance(instance, dict):
-                unknown = [k for k in instance if k not in self._feature_names]
-                if unknown:
-                    raise InputError(f"{where}.{unknown[0]}", f"unknown feature; expected {names}")
-                missing = [n for n in names if n not in instance]
-                if missing:
-                    raise InputError(f"{where}.{missing[0]}", f"missing feature; expected {names}")
-                values = [(instance[n], f"{where}.{n}") for n in names]
-            elif isinstance(instance, list):
-                if len(instance) != len(names):
-                    raise InputError(where, f"expected {len(names)} raw feature values {names} "
-                                            f"or an object of named features, got a list of length {len(instance)}")
-                values = [(v, f"{where}[{j}]") for j, v in enumerate(instance)]
-            else:
-                raise InputError(where, f"expected an object of features {names}, got {_describe(instance)}")
-            column = 0
-            for (name, categories), (value, at) in zip(self._columns, values):
-                if categories is None:
-                    if isinstance(value, bool) or not isinstance(value, (int, float)):
-                        raise InputError(at, f"feature {name!r} expects a number, got {_describe(value)}")
-                    if not _in_float32(value):
-                        raise InputError(at, f"feature {name!r} expects a finite number, got {value!r}")
-                    out[i, column] = value
-                    column += 1
-                else:
-                    key = value if isinstance(value, str) else (
-                        str(value) if isinstance(value, int) and not isinstance(value, bool) else None)
-                    if key not in categories:
-                        shown = list(categories)[:20]
-                        raise InputError(at, f"feature {name!r}: unknown category {_describe(value)}; "
-                                             f"expected one of {shown}")
-                    out[i, column + categories[key]] = 1.0
-                    column += len(categories)
-        return out
 
     def _encode_b64_images(self, instances: list, path: str) -> np.ndarray:
         # TF-Serving convention: an image instance may be {"b64": "<base64 image file>"}
@@ -203,23 +132,12 @@ class ModelSession:
         """Decode image files, convert to the manifest's color, resize; float32 0..255 [N, C, H, W]."""
         if not self.image:
             raise InputError(path, f"model {self.name!r} does not take images")
-        from PIL import Image, UnidentifiedImageError  # Pillow only when images are used
-
-        height, width = self.image["size"]
-        mode = "L" if self.image.get("color", "grayscale") == "grayscale" else "RGB"
         out = np.empty((len(images),) + self.input_shape, dtype=np.float32)
         for i, data in enumerate(images):
             try:
-                with Image.open(io.BytesIO(data)) as img:
-                    if img.width * img.height > MAX_IMAGE_PIXELS:
-                        raise InputError(f"{path}[{i}]", f"image too large ({img.width}x{img.height})")
-                    img = img.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-                    pixels = np.asarray(img, dtype=np.float32)
-            except InputError:
-                raise
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-                raise InputError(f"{path}[{i}]", "not a decodable image (PNG, JPEG, BMP, ...)") from None
-            out[i] = pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)
+                out[i] = decode_image(data, self.image["size"], self.image.get("color", "grayscale"))
+            except ImageError as exc:
+                raise InputError(f"{path}[{i}]", str(exc)) from None
         return out
 
     # --- running --------------------------------------------------------------------------
@@ -229,8 +147,8 @@ class ModelSession:
         if not isinstance(x, np.ndarray) or x.dtype.kind not in "iuf":
             raise InputError(path, "expected a numeric array")
         if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape or x.shape[0] < 1:
-            raise InputError(path, f"expected shape {_shape_text(('N',) + self.input_shape)}, "
-                                   f"got {_shape_text(x.shape)}")
+            raise InputError(path, f"expected shape {shape_text(('N',) + self.input_shape, 'list')}, "
+                                   f"got {shape_text(x.shape, 'list')}")
         with np.errstate(over="ignore"):
             return self._finite(x.astype(np.float32, copy=False), path)
 

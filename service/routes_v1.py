@@ -10,7 +10,8 @@ from fastapi import File, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from nnspec.runtime.session import InputError, ModelSession
+from nnspec.preprocessing import InputError
+from nnspec.runtime.session import ModelSession
 
 from .deps import LatestModel, State, leased_model
 from .errors import ApiError

@@ -19,7 +19,8 @@ from starlette.responses import Response
 
 import nnspec
 from nnspec.runtime.repository import RepositoryError, check_name, triton_config
-from nnspec.runtime.session import InputError, ModelSession
+from nnspec.preprocessing import InputError
+from nnspec.runtime.session import ModelSession
 
 from .deps import State, leased_model
 from .errors import ApiError

@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..base import PositiveFloat, Shape, StrictModel, shape_str
+from nnspec.preprocessing import shape_text
+
+from ..base import PositiveFloat, Shape, StrictModel
 from ..errors import ShapeError
 
 InitScheme = Literal["kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "normal", "zeros", "default"]
@@ -42,7 +44,7 @@ class InitSpec(StrictModel):
 def expect_rank(in_shape: Shape, ranks: tuple[int, ...], layout: str) -> None:
     """Raise a ShapeError unless in_shape has one of the given ranks."""
     if len(in_shape) not in ranks:
-        raise ShapeError(f"expects input {layout}, got {shape_str(in_shape)}")
+        raise ShapeError(f"expects input {layout}, got {shape_text(in_shape)}")
 
 
 def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:

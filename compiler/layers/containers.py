@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from ..base import PositiveInt, Shape, shape_str
+from nnspec.preprocessing import shape_text
+
+from ..base import PositiveInt, Shape
 from ..errors import ShapeError
 from .base import InitSpec, LayerBase
 
@@ -95,7 +97,7 @@ class ResidualSpec(LayerBase):
                     strides.append(s)
                 else:
                     return ("conv", tuple(strides))
-        raise ShapeError(f"cannot project the skip connection from {shape_str(in_shape)} to {shape_str(out)}; "
+        raise ShapeError(f"cannot project the skip connection from {shape_text(in_shape)} to {shape_text(out)}; "
                          "keep the rank and shrink spatial axes by whole factors")
 
     def build(self, in_shape: Shape, init: InitSpec | None = None):
@@ -131,7 +133,7 @@ class ConcatSpec(LayerBase):
         for b, out in enumerate(outs[1:], start=1):
             if len(out) != len(first) or out[1:] != first[1:]:
                 raise ShapeError(f"branch outputs must agree on every axis but the first; branches[0] gives "
-                                 f"{shape_str(first)}, branches[{b}] gives {shape_str(out)}")
+                                 f"{shape_text(first)}, branches[{b}] gives {shape_text(out)}")
         return (sum(o[0] for o in outs), *first[1:])
 
     def build(self, in_shape: Shape, init: InitSpec | None = None):

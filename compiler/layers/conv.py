@@ -6,7 +6,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from ..base import NonNegativeInt, Pair, PositiveInt, Shape, shape_str
+from nnspec.preprocessing import shape_text
+
+from ..base import NonNegativeInt, Pair, PositiveInt, Shape
 from ..errors import ShapeError
 from .base import InitSpec, LayerBase, ParamLayer, conv_out, expect_rank, pair
 
@@ -22,7 +24,7 @@ def _spatial(in_shape, kernel, stride, padding, dilation, dims, what):
         k, s, p, d = (v[i] for v in per_axis)
         out = conv_out(in_shape[1 + i], k, s, p, d)
         if out < 1:
-            raise ShapeError(f"{what} of size {per_axis[0] if dims == 2 else kernel} does not fit input {shape_str(in_shape)}")
+            raise ShapeError(f"{what} of size {per_axis[0] if dims == 2 else kernel} does not fit input {shape_text(in_shape)}")
         sizes.append(out)
     return tuple(sizes)
 

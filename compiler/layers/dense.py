@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..base import PositiveInt, Shape, shape_str
+from nnspec.preprocessing import shape_text
+
+from ..base import PositiveInt, Shape
 from ..errors import ShapeError
 from .base import InitSpec, LayerBase, ParamLayer, expect_rank
 
@@ -52,8 +54,8 @@ class ReshapeSpec(LayerBase):
     def output_shape(self, in_shape: Shape) -> Shape:
         if math.prod(self.shape) != math.prod(in_shape):
             raise ShapeError(
-                f"cannot reshape {shape_str(in_shape)} ({math.prod(in_shape)} values) "
-                f"to {shape_str(self.shape)} ({math.prod(self.shape)} values)"
+                f"cannot reshape {shape_text(in_shape)} ({math.prod(in_shape)} values) "
+                f"to {shape_text(self.shape)} ({math.prod(self.shape)} values)"
             )
         return tuple(self.shape)
 

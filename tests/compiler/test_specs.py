@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from nnspec.cli import app
 from nnspec.compiler import load_spec_with_data
 from nnspec.compiler.compile import compile_model, summarize
-from nnspec.compiler.rules import input_shape
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = sorted((REPO / "specs").rglob("*.yaml"))
@@ -52,7 +51,7 @@ def test_summary_matches_the_compiled_module(path: Path):
     model = compile_model(spec, info)
     summary = summarize(spec, info)
     assert summary["total_params"] == _params(model)
-    assert summary["input_shape"] == list(input_shape(spec, info))
+    assert summary["input_shape"] == list(spec.model.input_shape(info.shape))
 
     rows = list(_module_rows(spec.model.layers, model, "model.layers"))
     assert [r["path"] for r in summary["layers"]] == [p for p, _ in rows]

@@ -35,7 +35,7 @@ def _not_an_image(h, tmp_path):
     spec = h.base_spec(name="images", data={"source": {"type": "image_folder", "path": "images", "image_size": 16, "color": "grayscale"},
                                             "split": {"validation": 0.2, "test": 0.2, "stratify": False}},
                        model={"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 3}]})
-    return h.spec_file(tmp_path, spec), "broken.png: not a readable image"
+    return h.spec_file(tmp_path, spec), "broken.png: not a decodable image"
 
 
 def _npz_missing_array(h, tmp_path):

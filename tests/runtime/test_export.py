@@ -14,7 +14,6 @@ from nnspec.compiler import load_spec, load_spec_with_data
 from nnspec.compiler.base import type_tag, union_members
 from nnspec.compiler.compile import compile_model
 from nnspec.compiler.layers import LayerSpec
-from nnspec.compiler.rules import input_shape
 from nnspec.runtime import repository
 from nnspec.runtime.export import PARITY_BATCHES, ExportError, ServingModel, check_parity, export_run, to_onnx
 from nnspec.runtime.train import predict_logits, train
@@ -130,7 +129,7 @@ def serving_for(h, folder, source: dict, shape, layers, task="classification", y
     shift = rng.normal(5, 2, size=info.shape).astype(np.float32)
     scale = rng.uniform(0.5, 3, size=info.shape).astype(np.float32)
     y_shift, y_scale = y_stats or (None, None)
-    model = ServingModel(net, task, shift, scale, input_shape(spec, info), y_shift, y_scale).eval()
+    model = ServingModel(net, task, shift, scale, spec.model.input_shape(info.shape), y_shift, y_scale).eval()
     return spec, info, model
 
 
@@ -440,3 +439,21 @@ def test_a_boolean_column_is_served_from_raw_csv_rows(h, tmp_path):
     assert out.exit_code == 0, out.stderr
     got = np.array([[p["probabilities"][c] for c in ("a", "b")] for p in json.loads(out.stdout)["predictions"]])
     np.testing.assert_allclose(got, _torch_probabilities(result, result.data.raw.x), atol=1e-5)
+
+
+def test_to_onnx_hides_the_deprecation_notice_but_not_tracer_warnings():
+    import warnings
+
+    from nnspec.runtime.export import to_onnx
+
+    class DataDependent(torch.nn.Module):  # a Python branch on a tensor: the trace keeps one side only
+        def forward(self, x):
+            return x * 2 if x.sum() > 0 else x
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        to_onnx(DataDependent().eval(), (3,), "regression", 18)
+        to_onnx(torch.nn.Linear(3, 1).eval(), (3,), "regression", 18)
+    categories = [w.category for w in seen]
+    assert torch.jit.TracerWarning in categories, [str(w.message)[:80] for w in seen]
+    assert DeprecationWarning not in categories

@@ -5,7 +5,8 @@ import numpy as np
 import onnx_fixtures as fx
 import pytest
 
-from nnspec.runtime.session import InputError, ModelSession
+from nnspec.preprocessing import InputError
+from nnspec.runtime.session import ModelSession
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):

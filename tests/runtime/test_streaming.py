@@ -114,7 +114,7 @@ def test_an_unreadable_streamed_image_fails_with_the_in_memory_one_line_error(h,
         result = h.cli(["train", spec, "--runs-dir", tmp_path / "runs", "--no-export", "--quiet"])
         assert result.exit_code == 2, (result.output, result.exception)
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and "broken.png: not a readable image (UnidentifiedImageError)" in lines[0], result.stderr
+        assert len(lines) == 1 and "broken.png: not a decodable image (UnidentifiedImageError)" in lines[0], result.stderr
 
 
 def _raw_spec(h, in_memory) -> dict:
@@ -132,4 +132,4 @@ def test_a_worker_process_error_keeps_its_one_line_message(h, tmp_path, monkeypa
     images = ImageFiles(files, {"size": [8, 8], "color": "grayscale"}, (1, 8, 8), None)
     with pytest.raises(DataError) as err:
         list(stream(images, [list(range(len(files)))]))
-    assert str(err.value) == f"{root / 'vertical' / 'broken.png'}: not a readable image (UnidentifiedImageError)"
+    assert str(err.value) == f"{root / 'vertical' / 'broken.png'}: not a decodable image (UnidentifiedImageError)"
