@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test validate bench results clean
+.PHONY: install run test test-fast validate bench results clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ validate: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# Everything but the tests marked slow (training runs, subprocesses, real servers): under a minute.
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
 
 # Benchmarks rewrite their own sections of docs/; bench/serve.py uses wrk when installed (apt-get install wrk).
 bench: $(STAMP)

@@ -8,6 +8,7 @@ import io
 import typing
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
@@ -109,6 +110,7 @@ OVERRIDE_PATHS = ["training.optimizer.lr", "training.epochs", "model.layers.0.ou
                   "training.loss.type", "model.layers.1.type", "export.opset", "training.augmentation.0.p"]
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_mutated_specs_fail_only_with_positioned_spec_errors(data):

@@ -72,7 +72,9 @@ def test_corpus_is_large_and_covers_every_family():
         assert _header(path)[2], f"{path.name} has no '# expect:' header"
 
 
-@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+# the cases run through the real console command are slow; the others use typer's CliRunner
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if _header(p)[1] else [])
+                                  for p in CASES])
 def test_invalid_spec(path: Path, tmp_path: Path):
     args, via_subprocess, expects = _header(path)
     code, out, err = _run(path, args, via_subprocess, tmp_path)

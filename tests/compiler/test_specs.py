@@ -85,6 +85,7 @@ def test_summary_matches_the_compiled_module(path: Path):
             assert list(x.shape[1:]) == row["output_shape"], row["path"]
 
 
+@pytest.mark.slow
 def test_cli_validate_every_spec_in_a_subprocess():
     script = Path(sys.executable).with_name("nnspec")  # the installed console script
     assert script.exists(), f"{script}: is nnspec installed in this environment (pip install -e .)?"
@@ -109,6 +110,7 @@ def test_cli_summary_json(path: Path):
     assert printed["layers"] == [{k: r[k] for k in ("path", "type", "output_shape", "params")} for r in summary["layers"]]
 
 
+@pytest.mark.slow
 def test_cli_summary_json_in_a_subprocess_with_set():
     spec = REPO / "specs" / "digits_mlp.yaml"
     proc = subprocess.run([sys.executable, "-m", "nnspec", "summary", "--json", str(spec),

@@ -9,6 +9,8 @@ import torch
 from nnspec.compiler import load_spec_with_data
 from nnspec.runtime.train import train
 
+pytestmark = pytest.mark.slow  # trains each reproduction twice, on the generated MNIST-1D set
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

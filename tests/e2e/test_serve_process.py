@@ -12,6 +12,8 @@ import numpy as np
 import onnx_fixtures as fx
 import pytest
 
+pytestmark = pytest.mark.slow  # starts real server and CLI processes
+
 # The CLI as users run it (`nnspec ...` is `python -m nnspec ...`).
 CLI = "from nnspec.cli import main; main()"
 

@@ -116,6 +116,7 @@ def test_bad_data_exits_2_with_a_one_line_error(h, tmp_path, case):
     assert not runs.exists()  # nothing half-made is left behind
 
 
+@pytest.mark.slow
 def test_a_bad_image_found_only_while_training_fails_cleanly_in_a_real_process(h, tmp_path):
     spec, expected = _not_an_image(h, tmp_path)
     proc = h.run_nnspec(["train", spec, "--runs-dir", tmp_path / "runs", "--no-export", "--quiet"], cwd=tmp_path)

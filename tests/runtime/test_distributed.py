@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 
 from nnspec.runtime.data import prepare_data
 from nnspec.runtime.train import train
+
+pytestmark = pytest.mark.slow  # two torchrun processes train twice
 
 # `python -m nnspec` plus recorders: every batch a rank feeds DDP (as per-sample sums) and the metrics
 # each rank's scheduler decides on; each rank writes its record when it exits.

@@ -257,6 +257,7 @@ def test_csv_model_manifest_describes_the_raw_table(h, table_model):
     assert "# animals" in (path / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_image_folder_model_answers_png_files(h, tmp_path):
     from PIL import Image
 
@@ -291,6 +292,7 @@ def test_image_folder_model_answers_png_files(h, tmp_path):
     assert [p["label"] for p in predictions] == [h.IMAGE_CLASSES[i] for i in expected.argmax(1)]
 
 
+@pytest.mark.slow
 def test_standardized_breast_cancer_model_answers_raw_features(h, tmp_path):
     spec = load_spec(h.SPECS / "breast_cancer_logreg.yaml", ["training.epochs=5"])
     result = train(spec, runs_dir=tmp_path / "runs", device="cpu")
@@ -374,6 +376,7 @@ def quick_runs(monkeypatch):
     monkeypatch.setattr(export_module, "PARITY_ROWS", 70)
 
 
+@pytest.mark.slow
 def test_every_example_exports_a_valid_triton_config(h, tmp_path, cached_mnist1d, quick_runs):
     from google.protobuf import text_format
 

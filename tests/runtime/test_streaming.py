@@ -16,6 +16,8 @@ from nnspec.runtime.evaluate import evaluate_run
 from nnspec.runtime.export import export_run
 from nnspec.runtime.train import train
 
+pytestmark = pytest.mark.slow  # each test trains streamed and resident runs
+
 
 @pytest.fixture(autouse=True)
 def _no_workers(monkeypatch):

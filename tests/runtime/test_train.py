@@ -544,6 +544,7 @@ def test_dropout_and_batch_norm_are_off_in_evaluation(h, tmp_path):
 
 # --- early stopping -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_early_stopping_stops_after_patience_and_restores_the_best_weights(h, tmp_path):
     # min_delta so large that nothing after epoch 1 counts as an improvement
     spec = h.load(tmp_path, h.base_spec(training={"epochs": 20, "early_stopping": {
@@ -572,6 +573,7 @@ def test_early_stopping_on_a_max_metric_keeps_the_best_epoch(h, tmp_path):
     assert result.summary["validation"]["accuracy"] == pytest.approx(max(accs))  # restored weights are evaluated
 
 
+@pytest.mark.slow
 def test_early_stopping_without_restore_keeps_the_last_weights(h, tmp_path):
     spec = h.load(tmp_path, h.base_spec(training={"epochs": 10, "early_stopping": {
         "patience": 2, "min_delta": 1e9, "restore_best": False}}))
@@ -587,6 +589,7 @@ def _metric_rows(run_dir):
         return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in csv.DictReader(f)]  # timings aside
 
 
+@pytest.mark.slow
 def test_same_spec_and_seed_give_identical_metrics(h, tmp_path):
     data = h.base_spec(model={"layers": [{"type": "linear", "out_features": 16}, {"type": "relu"}, {"type": "dropout", "p": 0.3},
                                          {"type": "linear", "out_features": 3}]},
@@ -613,6 +616,7 @@ RESUMABLE = {
 }
 
 
+@pytest.mark.slow
 def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(h, tmp_path):
     spec = h.load(tmp_path, h.base_spec(**RESUMABLE))
     full, _ = fit(spec, runs_dir=tmp_path / "full")
@@ -640,6 +644,7 @@ def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(h, tmp_path):
     assert resumed.summary["epochs_run"] == 6
 
 
+@pytest.mark.slow
 def test_resume_via_the_cli_continues_to_the_specs_epochs(h, tmp_path):
     spec = h.load(tmp_path, h.base_spec(training={"epochs": 4}))
 
@@ -659,6 +664,7 @@ def test_resume_via_the_cli_continues_to_the_specs_epochs(h, tmp_path):
 
 # --- data sources -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_digits_mlp_reaches_95_percent(digits_run):
     assert digits_run.summary["test"]["accuracy"] >= 0.95
     assert digits_run.summary["epochs_run"] == 15
@@ -716,6 +722,7 @@ def test_npz_source_trains(h, tmp_path):
 
 # --- the run directory --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_run_directory_holds_every_artifact(h, digits_run):
     from nnspec.compiler import load_spec
 
@@ -757,6 +764,7 @@ def test_regressors_write_curves_but_no_confusion_matrix(h, tmp_path):
         assert {"val_rmse", "val_r2", "train_rmse"} <= set(next(csv.DictReader(f)))
 
 
+@pytest.mark.slow
 def test_evaluate_cli_matches_the_summarys_test_metrics(h, digits_run):
     result = h.cli(["evaluate", digits_run.run_dir, "--split", "test", "--json"])
     assert result.exit_code == 0, result.output
@@ -779,6 +787,7 @@ def test_bf16_autocast_trains_on_the_cpu(h, tmp_path):
     assert result.summary["test"]["accuracy"] > 0.6
 
 
+@pytest.mark.slow
 def test_resuming_a_run_that_stopped_early_trains_no_further(h, tmp_path):
     spec = h.load(tmp_path, h.base_spec(training={"epochs": 10, "early_stopping": {"patience": 2, "min_delta": 1e9}}))
     first, _ = fit(spec, runs_dir=tmp_path / "runs")

@@ -50,6 +50,7 @@ def answers(i, response):
 
 
 @pytest.mark.parametrize("batching", [True, False])
+@pytest.mark.slow
 def test_200_concurrent_requests_each_get_their_own_rows(shared_repo, batching, monkeypatch):
     run = ModelSession.run_unchecked
 

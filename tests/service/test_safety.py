@@ -70,6 +70,7 @@ def test_metrics_count_requests_batches_and_models(shared_repo, client_for):
         assert name in text
 
 
+@pytest.mark.slow
 def test_serving_never_imports_torch(shared_repo):
     script = textwrap.dedent(f"""
         import sys, io, base64
@@ -106,6 +107,7 @@ def fuzz_app():
 schema = schemathesis.openapi.from_dict(create_app(Settings(repository=Path("unused"))).openapi())
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 def test_fuzzed_requests_never_get_a_5xx(case, fuzz_app):
