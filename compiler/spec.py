@@ -104,7 +104,8 @@ class ExportSpec(StrictModel):
     """ONNX export and its parity check against PyTorch."""
 
     opset: int = Field(18, ge=17, le=23, description="ONNX opset version of the exported graph.")
-    atol: PositiveFloat = Field(1e-4, description="Largest absolute difference allowed between onnxruntime's and PyTorch's outputs in the export's parity check; beyond it the export fails.")
+    atol: PositiveFloat = Field(1e-4, description="Absolute part of the parity check's tolerance: an output passes where |onnxruntime - PyTorch| <= atol + rtol·|PyTorch|; beyond it the export fails.")
+    rtol: NonNegativeFloat = Field(1e-5, description="Relative part of the parity check's tolerance (see atol), so outputs in the thousands (a regression target around 4000) export with the defaults.")
 
 
 class ServingSpec(StrictModel):

@@ -82,27 +82,34 @@ def train(
         finally:
             if progress:
                 progress.stop()
-        if int(os.environ.get("RANK", "0")) != 0:
-            return
-        summary = dict(result.summary)
-        if not no_export:
-            from nnspec.runtime.export import export_run
-
-            exported = export_run(result.run_dir, repo)
-            summary["export"] = {"path": str(exported.path), "version": exported.version, "parity": exported.parity}
     except TrainingInterrupted as e:
         if e.epoch and e.run_dir is not None:
             fail(f"interrupted after epoch {e.epoch}; resume with: nnspec train --resume {e.run_dir}", 130)
         fail("interrupted before the first epoch finished; nothing to resume", 130)
     except ERRORS as e:
         fail_on(e)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    summary = dict(result.summary)
+    export_error = None
+    if not no_export:
+        from nnspec.runtime.export import export_run
+
+        try:
+            exported = export_run(result.run_dir, repo)
+            summary["export"] = {"path": str(exported.path), "version": exported.version, "parity": exported.parity}
+        except ERRORS as e:  # the run is kept and reported first: only the export is retried
+            export_error = e
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
-        return
-    print_metrics(summary)
-    typer.echo(f"run directory: {summary['run_dir']}")
-    if "export" in summary:
-        typer.echo(f"model: {summary['export']['path']} (version {summary['export']['version']})")
+    else:
+        print_metrics(summary)
+        typer.echo(f"run directory: {summary['run_dir']}")
+        if "export" in summary:
+            typer.echo(f"model: {summary['export']['path']} (version {summary['export']['version']})")
+    if export_error is not None:
+        fail(f"error: export failed: {export_error}\nthe trained run is kept; retry the export with: "
+             f"nnspec export {summary['run_dir']} [--set export.atol=...]", 1)
 
 
 def evaluate(
@@ -131,12 +138,13 @@ def export(
     repo: Annotated[Path, typer.Option("--repo", help="Model repository.")] = Path("models"),
     version: Annotated[Optional[int], typer.Option("--version", help="Version number (default: the next one).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing version.")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override export.* or serving.* (PATH=VALUE).")] = None,
 ) -> None:
     """Export a run to ONNX (preprocessing inside), check parity, and publish it to the repository."""
     from nnspec.runtime.export import export_run
 
     try:
-        exported = export_run(run_dir, repo, version=version, overwrite=overwrite)
+        exported = export_run(run_dir, repo, version=version, overwrite=overwrite, overrides=set_ or [])
     except ERRORS as e:
         fail_on(e)
     worst = max(exported.parity.values()) if exported.parity else 0.0

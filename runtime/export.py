@@ -92,8 +92,10 @@ def to_onnx(model: ServingModel, sample_shape, task: str, opset: int) -> bytes:
     return buf.getvalue()
 
 
-def check_parity(onnx_bytes: bytes, model: ServingModel, rows: np.ndarray, task: str, atol: float) -> dict[str, float]:
-    """Run the same rows through onnxruntime and torch at several batch sizes; fail beyond atol."""
+def check_parity(onnx_bytes: bytes, model: ServingModel, rows: np.ndarray, task: str, atol: float,
+                 rtol: float = 0.0) -> dict[str, float]:
+    """Run the same rows through onnxruntime and torch at several batch sizes; fail where
+    |onnx - torch| > atol + rtol * |torch|. Returns each output's max |onnx - torch|."""
     import onnx
     import onnxruntime as ort
 
@@ -101,6 +103,7 @@ def check_parity(onnx_bytes: bytes, model: ServingModel, rows: np.ndarray, task:
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     names = output_names(task)
     worst = {n: 0.0 for n in names if n != "class_index"}  # an argmax flips only on near-ties: the probabilities' gap counts
+    failed: set[str] = set()
     with torch.no_grad():
         for bs in PARITY_BATCHES:
             for i in range(0, len(rows), bs):
@@ -114,11 +117,15 @@ def check_parity(onnx_bytes: bytes, model: ServingModel, rows: np.ndarray, task:
                     raise ExportError(f"the ONNX graph fails on a batch of {len(chunk)}: {first}") from None
                 for name, a, b in zip(names, ours, theirs):
                     if name in worst:
-                        worst[name] = max(worst[name], float(np.max(np.abs(a.numpy().astype(np.float64) - b))))
-    bad = {n: d for n, d in worst.items() if not d <= atol}
+                        reference = a.numpy().astype(np.float64)
+                        diff = np.abs(reference - b)
+                        worst[name] = max(worst[name], float(np.max(diff)))
+                        if not np.all(diff <= atol + rtol * np.abs(reference)):  # a NaN fails too
+                            failed.add(name)
+    bad = {n: d for n, d in worst.items() if n in failed}
     if bad:
         detail = ", ".join(f"output '{n}' max |diff| {d:.3g}" for n, d in bad.items())
-        raise ExportError(f"ONNX and PyTorch disagree beyond export.atol={atol}: {detail}")
+        raise ExportError(f"ONNX and PyTorch disagree beyond export.atol={atol} + export.rtol={rtol}·|torch|: {detail}")
     return worst
 
 
@@ -169,20 +176,22 @@ def model_card(spec: Spec, info: DataInfo, manifest: dict, summary: dict) -> str
     return "\n".join(lines) + "\n"
 
 
-def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | None = None, overwrite: bool = False) -> Exported:
-    """Export a run's final weights to models/<name>/<version>/ and refresh models/<name>/config.pbtxt."""
+def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | None = None, overwrite: bool = False,
+               overrides: list[str] | tuple = ()) -> Exported:
+    """Export a run's final weights to models/<name>/<version>/ and refresh models/<name>/config.pbtxt;
+    `overrides` (PATH=VALUE) may change the spec's export and serving sections."""
     import onnx
     import onnxruntime
 
     from .evaluate import run_weights
 
     run_dir = Path(run_dir)
-    spec, info = load_run(run_dir)
+    spec, info = load_run(run_dir, overrides)
     state = load_checkpoint(run_weights(run_dir, spec))
     model = serving_model(spec, info, state)
     onnx_bytes = to_onnx(model, info.shape, spec.task, spec.export.opset)
     rows = np.ascontiguousarray(raw_rows(spec, PARITY_ROWS), dtype=np.float32)  # raw validation rows
-    parity = check_parity(onnx_bytes, model, rows, spec.task, spec.export.atol)
+    parity = check_parity(onnx_bytes, model, rows, spec.task, spec.export.atol, spec.export.rtol)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
     versions = {**summary.get("versions", {}), "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
     manifest = manifest_for(spec, info, summary, versions)

@@ -129,13 +129,20 @@ def plot_confusion(path: Path, true, pred, labels: list[str], title: str) -> Non
     plt.close(fig)
 
 
-def load_run(run_dir: str | Path) -> tuple[Spec, DataInfo]:
-    """The resolved spec and data description of a run."""
+# What `nnspec export RUN_DIR --set ...` may change: the export and serving sections, never what was trained.
+EXPORT_SECTIONS = ("export", "serving")
+
+
+def load_run(run_dir: str | Path, overrides: list[str] | tuple = ()) -> tuple[Spec, DataInfo]:
+    """The resolved spec and data description of a run; `overrides` (PATH=VALUE) may change export.* and serving.*."""
     from nnspec.compiler import load_spec
+    from nnspec.compiler.errors import Issue, SpecError
 
     run_dir = Path(run_dir)
     if not (run_dir / "spec.yaml").is_file():
-        from nnspec.compiler.errors import Issue, SpecError
-
         raise SpecError([Issue((), "not a run directory (no spec.yaml)", str(run_dir))])
-    return load_spec(run_dir / "spec.yaml"), _data_info(json.loads((run_dir / "data.json").read_text()))
+    for override in overrides:
+        if override.split("=", 1)[0].strip().split(".", 1)[0].split("[", 1)[0] not in EXPORT_SECTIONS:
+            raise SpecError([Issue((), f"--set {override}: a trained run can change only "
+                                       f"{' and '.join(s + '.*' for s in EXPORT_SECTIONS)}", "--set")])
+    return load_spec(run_dir / "spec.yaml", overrides), _data_info(json.loads((run_dir / "data.json").read_text()))
