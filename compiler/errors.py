@@ -20,9 +20,10 @@ def format_path(path: Path) -> str:
 
 
 def did_you_mean(word: str, choices) -> str:
-    """A ' did you mean X?' suffix when a choice is close to word, else ''."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """A ' did you mean X?' suffix when a choice is close to word (ignoring case), else ''."""
+    by_lower = {str(c).lower(): str(c) for c in choices}
+    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
 
 
 @dataclass(frozen=True)

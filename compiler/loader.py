@@ -106,6 +106,26 @@ class _Builder:
         raise TypeError(f"unexpected YAML node {node!r}")  # pragma: no cover
 
 
+# The YAML parser's words for the mistakes people make most, in plain words.
+_PLAIN_YAML_ERRORS = (
+    ("expected <block end>, but found", "this line is indented differently from the keys above it; "
+                                        "keys of one mapping must start in the same column"),
+    ("mapping values are not allowed here", "unexpected ':' here: this line is indented deeper than the key "
+                                            "above it, or a value contains ': ' (quote such a value)"),
+    ("found character '\\t' that cannot start any token", "a tab character: YAML indents with spaces only"),
+    ("could not find expected ':'", "a key is missing its ':' (or the line is indented wrongly)"),
+    ("found duplicate anchor", "an anchor (&name) is defined twice"),
+    ("found undefined alias", "an alias (*name) refers to an anchor that is not defined above it"),
+)
+
+
+def _plain_words(problem: str) -> str | None:
+    for token, words in _PLAIN_YAML_ERRORS:
+        if problem.startswith(token):
+            return f"YAML syntax error: {words}"
+    return None
+
+
 def load_yaml(text: str, file: str = "<spec>") -> tuple[Any, Positions]:
     """Parse YAML text safely into plain data plus the position of every value."""
     positions = Positions(file)
@@ -116,6 +136,9 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[Any, Positions]:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         problem = str(e.problem or e.context)
+        plain = _plain_words(problem)
+        if plain:
+            raise SpecError([Issue((), plain, file, line, col)]) from None
         if e.context and e.problem:  # e.g. "while parsing a flow mapping", and where that began
             where = e.context_mark
             started = f" that starts at line {where.line + 1}" if where is not None and where.line + 1 != line else ""
@@ -132,11 +155,25 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[Any, Positions]:
     return data, positions
 
 
+MAX_SPEC_BYTES = 1024 * 1024  # a spec is a short text file; parsing a huge one takes minutes and gigabytes
+
+
 def read_yaml_file(path: str | FsPath) -> tuple[Any, Positions]:
-    """Read and parse a spec file; a missing or unreadable file is a SpecError."""
+    """Read and parse a spec file; a missing, unreadable, huge or non-UTF-8 file is a SpecError."""
     path = FsPath(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError([Issue((), f"cannot read spec: {e.strerror if isinstance(e, OSError) else e}", str(path))]) from None
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError([Issue((), f"the file is {size / 1024**2:.1f} MiB; a spec is a text file of at most "
+                                       f"{MAX_SPEC_BYTES // 1024**2} MiB", str(path), 1, 1)])
+        raw = path.read_bytes()
+    except OSError as e:
+        raise SpecError([Issue((), f"cannot read spec: {e.strerror or e}", str(path))]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise SpecError([Issue((), f"not UTF-8 text (byte 0x{raw[e.start]:02x}); save the spec as UTF-8",
+                               str(path), line, column)]) from None
     return load_yaml(text, str(path))

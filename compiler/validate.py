@@ -87,6 +87,11 @@ def _message(err: dict, data: Any) -> tuple[tuple, str, bool]:
         choices = [c.strip().strip("'") for c in str(ctx.get("expected", "")).replace(" or ", ",").split(",")]
         return path, f"{msg}, got {show_value(err['input'])}{did_you_mean(err['input'], choices)}", False
     if kind in ("model_type", "model_attributes_type", "dict_type"):
+        tags = [t for t in (type_tag(m) for m in _models_at(loc)) if t]
+        if tags and isinstance(err["input"], str):  # `- relu` where `- {type: relu}` is meant
+            word = err["input"]
+            hint = f"write {{type: {word}}}" if word in tags else (did_you_mean(word, tags).strip(" ()") or f"valid types: {', '.join(tags)}")
+            return path, f"should be a mapping like {{type: ...}}, got the bare name {show_value(word)}; {hint}", False
         return path, f"should be a mapping of keys, got {show_value(err['input'])}", False
     if kind.endswith("_type") and isinstance(err.get("input"), (dict, list)):
         msg += ", got a " + ("mapping" if isinstance(err["input"], dict) else "list")

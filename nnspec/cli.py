@@ -7,15 +7,17 @@ the training commands, so validation, prediction and serving start fast.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
+import nnspec
 from nnspec import cli_serving, cli_spec, cli_training
 
 COMMANDS = (
     cli_spec.validate, cli_spec.summary, cli_spec.schema,            # the spec (torch-free)
     cli_training.train, cli_training.evaluate, cli_training.export,  # training (torch inside)
-    cli_serving.serve, cli_serving.predict,                          # exported models (torch-free)
+    cli_serving.serve, cli_serving.predict, cli_serving.models,      # exported models (torch-free)
 )
 
 
@@ -23,9 +25,21 @@ def build_app() -> typer.Typer:
     """The typer app with every command registered."""
     app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                       help="Validate, train, export and serve neural networks described by one YAML spec.")
+    app.callback()(_options)
     for command in COMMANDS:
         app.command()(command)
     return app
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"nnspec {nnspec.__version__}")
+        raise typer.Exit()
+
+
+def _options(version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                                   help="Print the version and exit.")] = False) -> None:
+    """Validate, train, export and serve neural networks described by one YAML spec."""
 
 
 app = build_app()

@@ -69,19 +69,31 @@ def _open_session(model: str, repo: Path):
 
     path = Path(model)
     try:
-        if not (path / MANIFEST_FILE).is_file():  # not a model version folder: NAME or NAME/VERSION in --repo
-            if path.is_absolute() or model.startswith("."):
-                raise RepositoryError(f"{path}: not an exported model version (no {MANIFEST_FILE})")
-            name, _, version = model.partition("/")
-            number = version or latest_version(repo, name)
-            if number is None:
-                raise RepositoryError(f"model {name!r} has no version in {repo}")
-            path = version_dir(repo, name, number)
-            if not path.is_dir():
-                raise RepositoryError(f"{path}: no such model version")
+        if (path / MANIFEST_FILE).is_file():  # a version folder
+            return ModelSession(path)
+        if path.is_dir() and _is_model_folder(path):  # a model folder: its latest version
+            return ModelSession(version_dir(path.parent, path.name, latest_version(path.parent, path.name)))
+        if path.is_absolute() or model.startswith(".") or path.is_dir():
+            raise RepositoryError(f"{path}: not an exported model (no {MANIFEST_FILE}, no version folders)")
+        name, _, version = model.partition("/")  # NAME or NAME/VERSION in --repo
+        number = version or latest_version(repo, name)
+        if number is None:
+            raise RepositoryError(f"model {name!r} has no version in {repo}")
+        path = version_dir(repo, name, number)
+        if not path.is_dir():
+            raise RepositoryError(f"{path}: no such model version")
         return ModelSession(path)
     except ValueError as exc:  # RepositoryError, unloadable model
         _fail(str(exc))
+
+
+def _is_model_folder(path: Path) -> bool:
+    from nnspec.runtime.repository import RepositoryError, latest_version
+
+    try:
+        return latest_version(path.parent, path.name) is not None
+    except RepositoryError:  # not a valid model name
+        return False
 
 
 def _csv_instances(file: Path, session) -> list:
@@ -152,7 +164,7 @@ def _read_inputs(files: list[Path], session):
 
 
 def predict(
-    model: Annotated[str, typer.Argument(help="NAME or NAME/VERSION in --repo, or a model version folder")],
+    model: Annotated[str, typer.Argument(help="NAME or NAME/VERSION in --repo, a model folder (its latest version) or a version folder")],
     inputs: Annotated[list[Path], typer.Argument(help=".csv (named feature columns), .npy, .json or images")],
     repo: Annotated[Path, typer.Option(help="model repository")] = Path("models"),
     as_json: Annotated[bool, typer.Option("--json", help='print {"predictions": [...]}')] = False,
@@ -182,3 +194,39 @@ def predict(
             table.add_row(name, *(f"{p['values'][t]:.6g}" for t in targets))
     Console(file=sys.stdout).print(table)
 
+
+
+def models(
+    repo: Annotated[Path, typer.Option(help="model repository")] = Path("models"),
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List the repository's models: versions, task and the latest version's test metrics."""
+    from nnspec.runtime.repository import RepositoryError, list_models, read_manifest, version_dir
+
+    if not repo.is_dir():
+        _fail(f"{repo}: no such model repository")
+    rows = []
+    for name, versions in list_models(repo).items():
+        try:
+            manifest = read_manifest(version_dir(repo, name, versions[-1]))
+        except RepositoryError as exc:
+            rows.append({"name": name, "versions": versions, "task": None, "test": {}, "error": str(exc)})
+            continue
+        rows.append({"name": name, "versions": versions, "task": manifest.get("task"),
+                     "test": (manifest.get("metrics") or {}).get("test") or {}})
+    if as_json:
+        typer.echo(json.dumps({"models": rows}))
+        return
+    if not rows:
+        typer.echo(f"no models in {repo}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=str(repo))
+    for column in ("model", "versions", "task", "test metrics"):
+        table.add_column(column)
+    for row in rows:
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in row["test"].items()) or row.get("error", "")
+        table.add_row(row["name"], ", ".join(map(str, row["versions"])), row["task"] or "?", metrics)
+    Console(file=sys.stdout).print(table)

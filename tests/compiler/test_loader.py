@@ -197,3 +197,25 @@ def test_data_paths_are_relative_to_the_spec(tmp_path: Path):
     with pytest.raises(SpecError) as e:
         load_spec(path, ["data.source.target=z"])
     assert "data.source.target: no column 'z' in t.csv; columns: x1, x2, color, y" in str(e.value)
+
+
+def test_a_huge_spec_is_refused_before_parsing(tmp_path: Path):
+    import time
+
+    path = tmp_path / "huge.yaml"
+    with path.open("w") as f:  # 50 MB: parsing it would take minutes and gigabytes
+        f.write("version: 1\nmodel:\n  layers:\n")
+        f.write("    - {type: relu}\n" * 2_700_000)
+    started = time.perf_counter()
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert time.perf_counter() - started < 1.0
+    assert str(err.value) == f"{path}:1:1: <spec>: the file is 48.9 MiB; a spec is a text file of at most 1 MiB"
+
+
+def test_a_spec_that_is_not_utf8_names_the_byte(tmp_path: Path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("version: 1\nname: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == f"{path}:2:10: <spec>: not UTF-8 text (byte 0xe9); save the spec as UTF-8"

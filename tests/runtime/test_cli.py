@@ -3,7 +3,7 @@
 import pytest
 
 
-@pytest.mark.parametrize("command", ["", "validate", "summary", "schema", "train", "evaluate", "export", "serve", "predict"])
+@pytest.mark.parametrize("command", ["", "validate", "summary", "schema", "train", "evaluate", "export", "serve", "predict", "models"])
 def test_every_command_prints_its_help(h, command):
     result = h.cli([command, "--help"] if command else ["--help"])
     assert result.exit_code == 0, result.output
@@ -27,7 +27,7 @@ def test_schema_to_an_unwritable_path_is_one_line(h, tmp_path):
 def test_predict_with_a_folder_that_is_no_model_names_it(h, tmp_path):
     result = h.cli(["predict", tmp_path / "nowhere", tmp_path / "rows.csv"])
     assert result.exit_code == 2
-    assert result.stderr == f"error: {tmp_path / 'nowhere'}: not an exported model version (no nnspec.json)\n"
+    assert result.stderr == f"error: {tmp_path / 'nowhere'}: not an exported model (no nnspec.json, no version folders)\n"
 
 
 def test_serve_names_the_bad_option(h, tmp_path):
