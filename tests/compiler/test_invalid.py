@@ -98,6 +98,7 @@ def test_invalid_spec(path: Path, tmp_path: Path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_python_tag_runs_nothing(tmp_path: Path):
     """Beyond the corpus: tags that would run code or build objects are refused before construction."""
     marker = tmp_path / "created"

@@ -105,6 +105,7 @@ def test_spec_header_lines(path: Path):
     assert second == f"# nnspec train {path.relative_to(REPO).as_posix()}"
 
 
+@pytest.mark.slow
 def test_validation_imports_no_torch():
     specs = [str(p) for p in SPECS[:10]]
     assert len(specs) >= 8
