@@ -15,7 +15,7 @@ import nnspec
 from nnspec import cli_serving, cli_spec, cli_training
 
 COMMANDS = (
-    cli_spec.validate, cli_spec.summary, cli_spec.schema,            # the spec (torch-free)
+    cli_spec.init, cli_spec.validate, cli_spec.summary, cli_spec.schema,  # the spec (torch-free)
     cli_training.train, cli_training.evaluate, cli_training.export,  # training (torch inside)
     cli_serving.serve, cli_serving.predict, cli_serving.models,      # exported models (torch-free)
 )

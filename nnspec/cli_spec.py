@@ -72,3 +72,48 @@ def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Writ
         except OSError as e:
             fail(f"error: cannot write {out}: {e.strerror or e}")
         typer.echo(f"wrote {out}")
+
+
+def init(
+    data: Annotated[Path, typer.Argument(help="A CSV or Parquet file, an .npz archive (arrays x, y) or an image folder.")],
+    target: Annotated[Optional[str], typer.Option(help="The column to predict (default: the last column).")] = None,
+    task: Annotated[Optional[str], typer.Option(help="classification, binary or regression (default: inferred).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Spec file to write (default: NAME.yaml here).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing spec file.")] = False,
+) -> None:
+    """Draft a commented spec from a data file: task, classes, features, input shape, a default network."""
+    import os
+    import tempfile
+
+    from nnspec.compiler import DataError, load_spec
+    from nnspec.runtime.files import atomic_write_text
+    from nnspec.scaffold import TASKS, draft_spec, model_name
+
+    if task is not None and task not in TASKS:
+        fail(f"--task must be one of {', '.join(TASKS)}, got '{task}'")
+    out = out or Path(f"{model_name(data)}.yaml")
+    if out.exists() and not force:
+        fail(f"error: {out} exists; choose another --out or add --force")
+    try:
+        draft = draft_spec(data, out, target, task)
+    except DataError as e:
+        fail(f"error: {e}")
+    # Validate a copy beside the target (relative data paths resolve the same) before writing the real file.
+    fd, check = tempfile.mkstemp(prefix=".nnspec-init-", suffix=".yaml", dir=out.parent if str(out.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(draft.text)
+        load_spec(check)
+    except SpecError as e:
+        fail(f"error: the drafted spec does not validate (please report this):\n{str(e).replace(check, str(out))}")
+    except OSError as e:
+        fail(f"error: cannot write beside {out}: {e.strerror or e}")
+    finally:
+        Path(check).unlink(missing_ok=True)
+    try:
+        atomic_write_text(out, draft.text)
+    except OSError as e:
+        fail(f"error: cannot write {out}: {e.strerror or e}")
+    for line in draft.inferred:
+        typer.echo(line)
+    typer.echo(f"wrote {out}; next: nnspec train {out}")
