@@ -299,6 +299,6 @@ async def unload_model(name: str, request: Request, state: State) -> Response:
     """Stop serving the model; requests in flight finish."""
     await _optional_json(request)
     _check_name(name)
-    if not state.store.unload(name):
+    if not await run_in_threadpool(state.store.unload, name):  # waits for a load of the model in progress
         raise ApiError(404, f"model {name!r} is not loaded")
     return json_response({"name": name})

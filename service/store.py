@@ -3,14 +3,19 @@
 A request leases a loaded version for its whole life. A load builds the new sessions first
 and then swaps them in under a lock; a version that is no longer served stops its worker only
 when its last lease ends, so requests in flight during a switch all succeed.
+
+Loads and unloads of one model run one at a time (a per-model control lock), so a load never
+installs a version that an unload retired meanwhile: a retired version is never handed out again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
@@ -41,6 +46,14 @@ class LoadedModel:
     fingerprint: tuple
     leases: int = 0
     retired: bool = False
+
+
+@dataclass(eq=False)
+class _ControlLock:
+    """Serializes the loads and unloads of one model; dropped when nobody holds or waits for it."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
 
 
 @dataclass(eq=False)
@@ -79,8 +92,9 @@ class ModelStore:
     def __init__(self, settings: Settings, metrics: Metrics):
         self.settings = settings
         self.metrics = metrics
-        self._lock = threading.Lock()  # guards _models and the leases
-        self._load_lock = threading.Lock()  # one load at a time: sessions are built outside _lock
+        self._lock = threading.Lock()  # guards _models, _failed, _control and the leases
+        self._control: dict[str, _ControlLock] = {}  # sessions are built outside _lock, under these
+        self._closed = False
         self._models: dict[str, dict[int, LoadedModel]] = {}
         self._failed: dict[str, str] = {}
         self._failed_folders: dict[str, list] = {}  # what a failed load saw: polls retry only once it changes
@@ -124,7 +138,7 @@ class ModelStore:
             model.batcher.close()
 
     def _retire(self, models: list[LoadedModel]) -> None:
-        # called with _lock held
+        # called with _lock held; once retired a version is out of _models for good
         for model in models:
             model.retired = True
             if model.leases == 0:
@@ -157,10 +171,25 @@ class ModelStore:
 
     # --- loading --------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _controlling(self, name: str) -> Iterator[None]:
+        """Hold `name`'s control lock: its loads and unloads run one at a time, in arrival order of the lock."""
+        with self._lock:
+            control = self._control.setdefault(name, _ControlLock())
+            control.users += 1
+        try:
+            with control.lock:
+                yield
+        finally:
+            with self._lock:
+                control.users -= 1
+                if not control.users:  # one lock per model being controlled, not per name ever asked for
+                    del self._control[name]
+
     def load(self, name: str) -> list[int]:
         """(Re)load the newest `max_versions` versions of `name` from the repository (blocking)."""
         check_name(name)
-        with self._load_lock:
+        with self._controlling(name):
             wanted = list_versions(self.settings.repository, name)[-self.settings.max_versions:]
             if not wanted:
                 raise ApiError(404, f"model {name!r} has no complete version in the repository")
@@ -182,6 +211,9 @@ class ModelStore:
                     self._failed_folders[name] = self._folders(name, wanted)
                 raise
             with self._lock:
+                if self._closed:  # the server is shutting down: nothing new is served
+                    self._retire([m for v, m in fresh.items() if m is not current.get(v)])
+                    return []
                 gone = [m for v, m in self._models.get(name, {}).items() if fresh.get(v) is not m]
                 self._models[name] = fresh
                 self._failed.pop(name, None)
@@ -211,7 +243,7 @@ class ModelStore:
 
     def unload(self, name: str) -> bool:
         """Stop serving `name`; in-flight requests finish first. False if it was not loaded."""
-        with self._lock:
+        with self._controlling(name), self._lock:
             models = self._models.pop(name, None)
             if models:
                 self._retire(list(models.values()))
@@ -249,6 +281,7 @@ class ModelStore:
     def close(self) -> None:
         """Unload everything and wait for the workers."""
         with self._lock:
+            self._closed = True
             models = [m for versions in self._models.values() for m in versions.values()]
             self._models.clear()
             self._retire(models)
