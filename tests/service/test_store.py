@@ -28,7 +28,7 @@ def test_200_racing_load_unload_pairs_never_leave_a_dead_version(repo, client_fo
         return fingerprint(folder)
 
     monkeypatch.setattr(store_module, "_fingerprint", slow_disk)
-    with client_for(repo) as client, traffic(client, ["iris"], threads_per_model=2) as seen:
+    with client_for(repo) as client, traffic(client, ["iris"]) as seen:
         together = threading.Barrier(2, timeout=TIMEOUT)
 
         def control(action: str) -> None:
