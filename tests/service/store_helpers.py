@@ -49,18 +49,19 @@ def index_of(client) -> dict[tuple[str, str], dict]:
 
 
 class Traffic:
-    """Status codes (and answering versions) that client threads got, per model."""
+    """The status codes that client threads got, per model."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.codes: dict[str, list[int]] = {}
         self.not_ok: dict[str, list[str]] = {}  # the answers other than 200, for assertion messages
 
-    def add(self, model: str, response) -> None:
+    def add(self, model: str, code: int, text: str = "") -> None:
+        """Record one answer (`text`: its body, kept for the messages of answers other than 200)."""
         with self.lock:
-            self.codes.setdefault(model, []).append(response.status_code)
-            if response.status_code != 200:
-                self.not_ok.setdefault(model, []).append(f"{response.status_code} {response.text[:200]}")
+            self.codes.setdefault(model, []).append(code)
+            if code != 200:
+                self.not_ok.setdefault(model, []).append(f"{code} {text[:200]}")
 
     def count(self, model: str, code: int = 200) -> int:
         """How many answers with `code` the model gave so far."""
@@ -75,7 +76,12 @@ def traffic(client, models, threads_per_model: int = 1, limit: int = 20000):
 
     def post(model: str) -> None:
         while not stop.is_set() and len(seen.codes.get(model, ())) < limit:
-            seen.add(model, client.post(f"/v2/models/{model}/infer", json=BODIES[model]))
+            try:
+                r = client.post(f"/v2/models/{model}/infer", json=BODIES[model])
+            except Exception as exc:  # the TestClient re-raises a server error: count it as a 500, keep going
+                seen.add(model, 500, repr(exc))
+            else:
+                seen.add(model, r.status_code, r.text)
 
     workers = [threading.Thread(target=post, args=(m,)) for m in models for _ in range(threads_per_model)]
     for t in workers:

@@ -29,18 +29,20 @@ def test_200_racing_load_unload_pairs_never_leave_a_dead_version(repo, client_fo
 
     monkeypatch.setattr(store_module, "_fingerprint", slow_disk)
     with client_for(repo) as client, traffic(client, ["iris"]) as seen:
-        together = threading.Barrier(2, timeout=TIMEOUT)
+        together, answers = threading.Barrier(2, timeout=TIMEOUT), {"load": [], "unload": []}
 
         def control(action: str) -> None:
             for _ in range(200):
                 together.wait()  # each load starts with an unload: 200 racing pairs
-                assert client.post(f"/v2/repository/models/iris/{action}").status_code in (200, 404)
+                answers[action].append(client.post(f"/v2/repository/models/iris/{action}").status_code)
 
-        racers = [threading.Thread(target=control, args=(action,)) for action in ("load", "unload")]
+        racers = [threading.Thread(target=control, args=(action,)) for action in answers]
         for t in racers:
             t.start()
         for t in racers:
             t.join()
+        assert len(answers["load"]) == len(answers["unload"]) == 200
+        assert set(answers["load"]) == {200} and set(answers["unload"]) <= {200, 404}
         assert client.post("/v2/repository/models/iris/load").status_code == 200
         served = seen.count("iris")
         wait_until(lambda: seen.count("iris") >= served + 10, "iris answers 200 after the races")
