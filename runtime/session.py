@@ -65,9 +65,21 @@ class ModelSession:
                 str(self.dir / MODEL_FILE), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ValueError(f"{self.dir / MODEL_FILE}: cannot load ({exc})") from None
-        graph_inputs = [i.name for i in self._session.get_inputs()]
-        if graph_inputs != [self.input_name]:
-            raise ValueError(f"{self.dir}: graph inputs {graph_inputs} != [{self.input_name!r}]")
+        self._check_graph_input()
+
+    def _check_graph_input(self) -> None:
+        # A contradiction between the manifest and the graph would fail every request: refuse the version instead.
+        graph_inputs = self._session.get_inputs()
+        names = [i.name for i in graph_inputs]
+        if names != [self.input_name]:
+            raise ValueError(f"{self.dir}: graph inputs {names} != [{self.input_name!r}]")
+        dims = graph_inputs[0].shape  # ints where static; names or None where dynamic (the batch axis)
+        static = [d if isinstance(d, int) and d > 0 else None for d in dims[1:]]
+        if len(dims) != len(self.input_shape) + 1 or any(
+                d is not None and d != m for d, m in zip(static, self.input_shape)):
+            graph = shape_text(["batch" if d is None else d for d in [None, *static]], "list")
+            raise ValueError(f"{self.dir}: manifest input.shape {list(self.input_shape)} does not match "
+                             f"the graph input {graph}")
 
     @property
     def is_classifier(self) -> bool:

@@ -55,10 +55,10 @@ async def live() -> Response:
 
 @health.get("/v2/health/ready", summary="Readiness")
 async def ready(state: State) -> Response:
-    """200 once startup loading is done and no model in the repository failed to load."""
-    failed = state.store.failures()
-    if failed:
-        raise ApiError(503, f"models failed to load: {sorted(failed)}")
+    """200 once startup loading is done and every model that was loaded serves a version."""
+    unready = state.store.unready()
+    if unready:
+        raise ApiError(503, f"models failed to load: {unready}")
     return json_response({"ready": True})
 
 
@@ -271,7 +271,8 @@ async def _optional_json(request: Request) -> dict:
 
 @router.post("/v2/repository/index", response_model=list[RepositoryEntry], summary="Repository index")
 async def repository_index(request: Request, state: State) -> Response:
-    """Every model in the repository with its state; `{"ready": true}` lists only loaded ones."""
+    """An entry per loaded or failed version (with the reason), one per other model in the repository;
+    `{"ready": true}` lists only loaded versions."""
     payload = await _optional_json(request)
     entries = await run_in_threadpool(state.store.index)
     if payload.get("ready") is True:
@@ -281,7 +282,7 @@ async def repository_index(request: Request, state: State) -> Response:
 
 @router.post("/v2/repository/models/{name}/load", summary="Load or reload a model")
 async def load_model(name: str, request: Request, state: State) -> Response:
-    """(Re)load the model's newest versions from the repository; requests in flight finish."""
+    """(Re)load the model's newest versions that load; 400 names those that failed. Requests in flight finish."""
     payload = await _optional_json(request)
     params = payload.get("parameters") or {}
     if not isinstance(params, dict) or params.get("config") is not None or any(k.startswith("file:") for k in params):
@@ -289,16 +290,16 @@ async def load_model(name: str, request: Request, state: State) -> Response:
     _check_name(name)
     try:
         versions = await run_in_threadpool(state.store.load, name)  # ApiError 404 without a complete version
-    except (OSError, ValueError) as exc:  # a broken version: unreadable manifest or model
+    except (OSError, ValueError) as exc:  # a broken version (LoadError: model name and version, no server path)
         raise ApiError(400, f"failed to load {name!r}: {str(exc)[:300]}") from None
     return json_response({"name": name, "versions": [str(v) for v in versions]})
 
 
 @router.post("/v2/repository/models/{name}/unload", summary="Unload a model")
 async def unload_model(name: str, request: Request, state: State) -> Response:
-    """Stop serving the model; requests in flight finish."""
+    """Stop serving the model and forget its load failures; requests in flight finish."""
     await _optional_json(request)
     _check_name(name)
-    if not state.store.unload(name):
+    if not await run_in_threadpool(state.store.unload, name):  # waits for a load of the model in progress
         raise ApiError(404, f"model {name!r} is not loaded")
     return json_response({"name": name})

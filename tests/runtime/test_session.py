@@ -1,5 +1,6 @@
 import base64
 import json
+import re
 
 import numpy as np
 import onnx_fixtures as fx
@@ -129,4 +130,13 @@ def test_bad_model_folder(tmp_path):
     (tmp_path / "nnspec.json").write_text(json.dumps(fx.manifest("iris")))
     (tmp_path / "model.onnx").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot load"):
+        ModelSession(tmp_path)
+
+
+@pytest.mark.parametrize("shape", [[5], [4, 1], [2, 2]])
+def test_a_manifest_shape_that_contradicts_the_graph_is_refused(tmp_path, shape):
+    (tmp_path / "nnspec.json").write_text(json.dumps(fx.manifest("iris") | {"input": {"name": "input", "shape": shape}}))
+    (tmp_path / "model.onnx").write_bytes(fx.build_onnx("iris"))  # input [batch, 4]
+    words = f"manifest input.shape {shape} does not match the graph input [batch, 4]"
+    with pytest.raises(ValueError, match=re.escape(words)):
         ModelSession(tmp_path)
