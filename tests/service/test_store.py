@@ -20,6 +20,7 @@ def infer(client, model: str, version: str | None = None):
     return client.post(path + "/infer", json=BODIES[model])
 
 
+@pytest.mark.slow
 def test_200_racing_load_unload_pairs_never_leave_a_dead_version(repo, client_for, monkeypatch):
     fingerprint = store_module._fingerprint
 

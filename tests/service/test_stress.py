@@ -8,6 +8,7 @@ import collections
 import threading
 import time
 
+import pytest
 from store_helpers import BODIES, index_of, publish_truncated, remove_version, traffic
 
 DURATION = 20.0  # seconds of interleaving
@@ -15,6 +16,7 @@ STAYING = ["iris", "housing"]
 CHURNED = "credit"
 
 
+@pytest.mark.slow
 def test_loads_unloads_corrupt_versions_and_inference_interleaved(repo, client_for):
     done, problems, lock = collections.Counter(), [], threading.Lock()
 
