@@ -39,21 +39,21 @@ class _Recurrent(ParamLayer):
 
 
 class GruSpec(_Recurrent):
-    """Gated recurrent unit."""
+    """Gated recurrent unit over a (time, features) input; flat data needs `model.input.shape: [time, features]` or a `reshape` first."""
 
     type: Literal["gru"] = Field(description="Selects a GRU over (time, features).")
     _module: ClassVar[str] = "GRU"
 
 
 class LstmSpec(_Recurrent):
-    """Long short-term memory."""
+    """Long short-term memory over a (time, features) input; flat data needs `model.input.shape: [time, features]` or a `reshape` first."""
 
     type: Literal["lstm"] = Field(description="Selects an LSTM over (time, features).")
     _module: ClassVar[str] = "LSTM"
 
 
 class RnnSpec(_Recurrent):
-    """Elman RNN."""
+    """Elman RNN over a (time, features) input; flat data needs `model.input.shape: [time, features]` or a `reshape` first."""
 
     type: Literal["rnn"] = Field(description="Selects an Elman RNN over (time, features).")
     nonlinearity: Literal["tanh", "relu"] = Field("tanh", description="Activation of the recurrent cell.")
