@@ -1,6 +1,7 @@
 """Serving benchmark: nnspec serve vs a hand-written FastAPI endpoint vs raw onnxruntime.
 
     python bench/serve.py [--seconds 3] [--repeats 3] [--load auto|wrk|aiohttp] [--out docs/BENCHMARKS.md]
+    python bench/serve.py --baseline ../old-checkout/.venv/bin/python   # adds that checkout's nnspec as a row
 
 Models (a digits-like MLP 64-64-10 and 28x28 CNNs) are built with torch and exported
 following the ONNX contract (docs/ARCHITECTURE.md). Each server runs in its own process on
@@ -34,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 16, 64)
 SERVERS = ("hand-written FastAPI", "nnspec, batching off", "nnspec, batching on")
+BASELINE = "nnspec baseline, batching on"  # --baseline: another checkout's nnspec, same settings
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -136,7 +138,11 @@ def start_server(kind: str, model: str, info: dict, repo: Path, args) -> tuple[s
         bench=str(ROOT / "bench"), onnx=info[model]["onnx"], image=len(info[model]["shape"]) > 1, port=port,
         repo=str(repo), batching=kind.endswith("on"), loop=args.loop, http=args.http,
         threads=args.threads_on if kind.endswith("on") else args.threads_off)
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    if kind == BASELINE:  # run from its own checkout, so that `import nnspec` finds that tree
+        python = Path(args.baseline)
+        proc = subprocess.Popen([str(python), "-c", code], cwd=python.resolve().parents[2] if python.parent.name == "bin" else ROOT)
+    else:
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     path = "/predict" if kind.startswith("hand") else f"/v1/models/{model}:predict"
     url = f"http://127.0.0.1:{port}{path}"
     body = load_bodies(info[model]["shape"], 1)[0]
@@ -333,7 +339,12 @@ def report(results: dict, raw: dict, args, stack: str, started: str) -> str:
         runs_a, runs_b = results[model][a][c], results[model][b][c]
         return [x["rps"] / y["rps"] for x, y in zip(runs_a, runs_b)]
 
-    if "mlp" in results and len(SERVERS) == 3:
+    if BASELINE in SERVERS:
+        for model in results:
+            ratios = {c: per_round(model, "nnspec, batching on", BASELINE, c) for c in CONCURRENCY}
+            lines.append(f"- {model}: nnspec (batching on) / the baseline checkout's: " + ", ".join(
+                f"c={c} **{np.median(r):.3f}x** (rounds {', '.join(f'{x:.2f}' for x in r)})" for c, r in ratios.items()))
+    if "mlp" in results and {"hand-written FastAPI", "nnspec, batching off", "nnspec, batching on"} <= set(SERVERS):
         on = per_round("mlp", "nnspec, batching on", "hand-written FastAPI", 16)
         off = per_round("mlp", "nnspec, batching off", "hand-written FastAPI", 16)
         p99 = _median(results["mlp"]["nnspec, batching on"][16])["p99"]
@@ -399,10 +410,13 @@ def main() -> None:
     parser.add_argument("--servers", nargs="+", help="only these servers (exploring; substrings)")
     parser.add_argument("--out", type=Path, help="markdown file whose '## Serving' section to write")
     parser.add_argument("--json", type=Path, help="also save the raw results here")
+    parser.add_argument("--baseline", help="the python of another checkout's venv: its nnspec serve is a row too")
     args = parser.parse_args()
     global CONCURRENCY, SERVERS
     if args.concurrency:
         CONCURRENCY = tuple(args.concurrency)
+    if args.baseline:
+        SERVERS = SERVERS + (BASELINE,)
     if args.servers:
         SERVERS = tuple(s for s in SERVERS if any(k in s for k in args.servers))
     if args.load == "auto":
