@@ -62,7 +62,7 @@ def test_metrics_count_requests_batches_and_models(shared_repo, client_for):
         other.post("/v1/models/iris:predict", json=PREDICT)
         text = c.get("/metrics").text
     assert 'nnspec_requests_total{endpoint="/v1/models/{name}:predict",model="iris",status="200",version="1"} 3.0' in text
-    assert 'status="422"' in text
+    assert 'status="400"' in text
     assert 'nnspec_batch_size_count{model="iris",version="1"} 3.0' in text
     assert 'nnspec_models_loaded{model="housing"} 1.0' in text
     for name in ("nnspec_request_duration_seconds_bucket", "nnspec_queue_duration_seconds_bucket",
