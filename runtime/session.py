@@ -150,7 +150,8 @@ class ModelSession:
         return out
 
     def encode_feature_columns(self, columns: dict[str, np.ndarray], paths: dict[str, str]) -> np.ndarray:
-        """A table model's raw feature columns by name -> the float32 input batch, or InputError at `paths[name][row]`."""
+        """A table model's raw feature columns by name -> the float32 input batch, or InputError at
+        `paths[name][row]`."""
         if not self._table:
             raise InputError("input", f"model {self.name!r} has no table features")
         return self._table.encode_feature_columns(columns, paths)

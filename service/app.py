@@ -81,7 +81,8 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
     # Middleware, innermost first: the fast path, then the body limit, then metrics around everything.
     fast_routes = routes_v1.router.fast_routes + routes_v2.router.fast_routes
     app.add_middleware(FastPathMiddleware, routes=fast_routes if fast_path else [])
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
+                       body_timeout=settings.body_timeout)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

@@ -41,7 +41,7 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def hide_paths(message: str, repository: Path) -> str:
-    """`message` with the repository's folder cut from the paths in it: `/srv/models/iris/2/model.onnx` -> `iris/2/model.onnx`."""
+    """`message` with the repository's folder cut from its paths (`/srv/models/iris/2/x` -> `iris/2/x`)."""
     for root in (str(repository.resolve()), str(repository)):  # the absolute form first: it contains the other
         message = message.replace(root + os.sep, "")
     return message

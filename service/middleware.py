@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Awaitable
 
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .deps import MODEL_SCOPE_KEY
 from .errors import ApiError, error_response
 from .metrics import Metrics
-from .payloads import decompress
+from .payloads import BODY_SCOPE_KEY, decompress
 
 log = logging.getLogger("nnspec.serve")
 
@@ -71,31 +72,39 @@ class MetricsMiddleware:
 
 
 class _Deadlines:
-    """Cancels the tasks still reading a request body `timeout` seconds after they began (up to one tick
-    later): one timer per tick of start times, since an asyncio timer per request costs more than the
-    rest of what this middleware does."""
+    """Cancels the tasks still reading a request body `timeout` seconds after they began (up to two
+    ticks later). A reader joins the newest generation; while anyone reads, a clock on its event loop
+    opens a generation every tick and cancels the readers of those older than the timeout. (A timer
+    per request would cost more than all the rest this middleware does.)"""
 
     def __init__(self, timeout: float):
         self.timeout = timeout
         self.tick = min(1.0, timeout)
-        self._readers: dict[tuple[asyncio.AbstractEventLoop, int], set[asyncio.Task]] = {}
+        self._generations: dict[asyncio.AbstractEventLoop, deque[set[asyncio.Task]]] = {}
         self._expired: set[asyncio.Task] = set()
 
     def watch(self, task: asyncio.Task) -> set[asyncio.Task]:
         """Start the clock on `task`; discard it from the returned set once its body is in."""
         loop = task.get_loop()
-        key = (loop, int(loop.time() / self.tick))
-        readers = self._readers.get(key)
-        if readers is None:
-            readers = self._readers[key] = set()
-            loop.call_at((key[1] + 1) * self.tick + self.timeout, self._expire, key)
+        generations = self._generations.get(loop)
+        if generations is None:
+            generations = self._generations[loop] = deque([set()])
+            loop.call_later(self.tick, self._turn, loop)
+        readers = generations[-1]
         readers.add(task)
         return readers
 
-    def _expire(self, key: tuple) -> None:
-        for task in self._readers.pop(key):
-            self._expired.add(task)
-            task.cancel()
+    def _turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        generations = self._generations[loop]
+        while (len(generations) - 1) * self.tick >= self.timeout:  # the oldest's readers all began that long ago
+            for task in generations.popleft():
+                self._expired.add(task)
+                task.cancel()
+        if any(generations):
+            generations.append(set())
+            loop.call_later(self.tick, self._turn, loop)
+        else:  # nobody is reading: the clock stops until someone does
+            del self._generations[loop]
 
     def timed_out(self, task: asyncio.Task) -> bool:
         """True when only this clock cancelled `task` (the cancellation is then withdrawn)."""
@@ -138,9 +147,9 @@ class BodyLimitMiddleware:
         if scope["method"] in _NO_BODY_METHODS:
             return await self.app(scope, receive, send)
         try:
-            message = await self._read(receive)
+            body = await self._read(receive)
             if encoding is not None and encoding != b"identity":
-                message = await self._decompressed(scope, message["body"], encoding)
+                body = await self._decompressed(scope, body, encoding)
         except _ClientGone:
             log.info("%s %s: the client went away before sending its whole body", scope["method"], scope["path"])
             return
@@ -148,20 +157,21 @@ class BodyLimitMiddleware:
             if exc.status == 408:
                 log.warning("%s %s: 408, %s", scope["method"], scope["path"], exc.message)
             return await error_response(exc.status, exc.message, exc.headers)(scope, receive, send)
-        replay = [message]
+        scope[BODY_SCOPE_KEY] = body  # our handlers take it from here (`payloads.request_body`), others from receive
+        replay = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def replayed() -> Message:  # the body once, then what the server says (a disconnect)
             return replay.pop() if replay else await receive()
         await self.app(scope, replayed, send)
 
-    async def _read(self, receive: Receive) -> Message:
-        """The whole body as one `http.request` message (the client's own when it sent just one)."""
+    async def _read(self, receive: Receive) -> bytes:
+        """The whole body: 413 past the limit, 408 past the deadline, _ClientGone when the client leaves."""
         task = asyncio.current_task()
         readers = self.deadlines.watch(task)
         chunks: list[bytes] = []
-        size = 0
+        size, more = 0, True
         try:
-            while True:
+            while more:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     raise _ClientGone
@@ -169,12 +179,8 @@ class BodyLimitMiddleware:
                 size += len(chunk)
                 if size > self.max_body:
                     raise ApiError(413, f"request body larger than {self.max_body} bytes")
-                if not message.get("more_body", False):
-                    if not chunks:
-                        return message
-                    chunks.append(chunk)
-                    return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
                 chunks.append(chunk)
+                more = message.get("more_body", False)
         except asyncio.CancelledError:
             if not self.deadlines.timed_out(task):
                 raise
@@ -182,13 +188,14 @@ class BodyLimitMiddleware:
                            {"Connection": "close"}) from None
         finally:
             readers.discard(task)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _decompressed(self, scope: Scope, body: bytes, encoding: bytes) -> Message:
+    async def _decompressed(self, scope: Scope, body: bytes, encoding: bytes) -> bytes:
         body = await run_in_threadpool(decompress, body, encoding.decode("latin-1"), self.max_body)
         # The app sees the body as if it had been sent plain (in place: the outer middleware reads this scope).
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")]
         scope["headers"].append((b"content-length", str(len(body)).encode()))
-        return {"type": "http.request", "body": body, "more_body": False}
+        return body
 
     def _too_large(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         return error_response(413, f"request body larger than {self.max_body} bytes")(scope, receive, send)

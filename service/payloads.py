@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 
 import orjson
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import Response
 
 from .errors import ApiError
@@ -17,8 +18,15 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+BODY_SCOPE_KEY = "nnspec.body"  # the whole request body, set by BodyLimitMiddleware
 OFFLOAD_BYTES = 256 * 1024  # parse big bodies in a worker thread, keeping the event loop free
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+async def request_body(request: Request) -> bytes:
+    """The request's body, as `BodyLimitMiddleware` read it (else read now: an app without it)."""
+    body = request.scope.get(BODY_SCOPE_KEY)
+    return await request.body() if body is None else body
 
 
 async def parse_body(parse: Callable[..., T], body: bytes, *args) -> T:

@@ -16,7 +16,7 @@ from nnspec.runtime.session import ModelSession
 
 from .deps import LatestModel, State, leased_model
 from .errors import ApiError
-from .payloads import OFFLOAD_BYTES, check_rows, json_response
+from .payloads import OFFLOAD_BYTES, check_rows, json_response, request_body
 from .routing import ModelRouter
 from .schemas import ErrorResponse, ModelInfo, ModelList, PredictRequest, PredictResponse, json_body
 from .settings import Settings
@@ -75,7 +75,7 @@ async def _decode(body: bytes, session: ModelSession, settings: Settings) -> np.
 
 async def _predict(request: Request, name: str, version: str | None = None) -> Response:
     with leased_model(request, name, version) as (state, lease):
-        x = await _decode(await request.body(), lease.session, state.settings)
+        x = await _decode(await request_body(request), lease.session, state.settings)
         predictions = lease.session.format_predictions(await lease.infer(x))
         return json_response({"predictions": predictions}, {"x-model-version": str(lease.version)})
 

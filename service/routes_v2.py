@@ -24,7 +24,7 @@ from nnspec.runtime.session import ModelSession
 
 from .deps import State, leased_model
 from .errors import ApiError, hide_paths
-from .payloads import check_rows, json_object, json_response, parse_body
+from .payloads import check_rows, json_object, json_response, parse_body, request_body
 from .routing import ModelRouter
 from .schemas import (ErrorResponse, InferRequest, InferResponse, ModelMetadata, RepositoryEntry,
                       ServerMetadata, json_body)
@@ -355,7 +355,8 @@ def _infer_response(lease: ModelLease, request: dict, outputs: list[tuple[str, b
 
 async def _infer(request: Request, name: str, version: str | None = None) -> Response:
     with leased_model(request, name, version) as (state, lease):
-        x, parsed, outputs = await parse_body(_parse_infer, await request.body(), request.headers.get(HEADER_LENGTH),
+        body = await request_body(request)
+        x, parsed, outputs = await parse_body(_parse_infer, body, request.headers.get(HEADER_LENGTH),
                                               lease.session, state.settings.max_instances)
         return _infer_response(lease, parsed, outputs, await lease.infer(x))
 
@@ -414,7 +415,8 @@ async def load_model(name: str, request: Request, state: State) -> Response:
     try:
         versions = await run_in_threadpool(state.store.load, name)  # ApiError 404 without a complete version
     except (OSError, ValueError) as exc:  # a broken version: unreadable manifest or model
-        raise ApiError(400, f"failed to load {name!r}: {hide_paths(str(exc), state.settings.repository)[:300]}") from None
+        reason = hide_paths(str(exc), state.settings.repository)
+        raise ApiError(400, f"failed to load {name!r}: {reason[:300]}") from None
     return json_response({"name": name, "versions": [str(v) for v in versions]})
 
 

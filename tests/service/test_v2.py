@@ -313,7 +313,8 @@ def test_binary_bytes_framing_errors_are_400(client):
     tail = body[length:]
     colors_end = 12 + header["inputs"][1]["parameters"]["binary_data_size"]
     cut = new_header + tail[:colors_end] + tail[colors_end + 1:]
-    r = client.post("/v2/models/credit/infer", content=cut, headers={"Inference-Header-Content-Length": str(len(new_header))})
+    r = client.post("/v2/models/credit/infer", content=cut,
+                    headers={"Inference-Header-Content-Length": str(len(new_header))})
     assert r.status_code == 400 and "inputs[1]" in r.json()["error"], r.text
 
 
