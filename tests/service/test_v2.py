@@ -262,6 +262,9 @@ def test_a_table_model_takes_one_input_per_raw_feature(client, binary):
     r = client.post("/v2/models/credit/infer", content=body, headers=headers)
     assert r.status_code == 200, r.text
     np.testing.assert_allclose(parse(r)[1]["probabilities"], credit_reference(), rtol=1e-5, atol=1e-6)
+    onehot = client.post("/v2/models/credit/infer", json={"inputs": [  # the one-hot `input` still works
+        {"name": "input", "shape": [1, 5], "datatype": "FP32", "data": [30, 0, 0, 1, 2.5]}]})
+    np.testing.assert_allclose(parse(onehot)[1]["probabilities"], credit_reference()[:1], rtol=1e-5, atol=1e-6)
 
 
 def test_model_metadata_describes_the_raw_features(client):
@@ -322,7 +325,7 @@ def test_every_503_carries_retry_after(repo, client_for):
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "nnspec.json").write_text(json.dumps(fx.manifest("iris") | {"name": "broken"}))
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"not onnx")
-    with client_for(repo, max_queue=1) as c:
+    with client_for(repo) as c:
         r = c.get("/v2/health/ready")
         assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
     from nnspec.service.errors import error_response
