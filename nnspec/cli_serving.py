@@ -31,6 +31,8 @@ def serve(
     batching: Annotated[bool, typer.Option("--batching/--no-batching", help="dynamic batching")] = True,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log",
                                              help="log every request (costs time per request; /metrics counts them anyway)")] = False,
+    max_pixels: Annotated[int, typer.Option(help="image pixels per request, summed over its images (413 above)")] = 64_000_000,
+    body_timeout: Annotated[float, typer.Option(help="seconds to receive a request body (408 after)")] = 30.0,
 ) -> None:
     """Serve a model repository over HTTP (KServe V1 and Open Inference Protocol V2)."""
     import uvicorn
@@ -43,7 +45,8 @@ def serve(
         _fail(f"{repo}: no such model repository")
     try:
         settings = Settings(repository=repo.resolve(), api_key_env=api_key_env, max_body_mb=max_body_mb,
-                            poll_seconds=poll_seconds, batching=batching, workers=workers)
+                            poll_seconds=poll_seconds, batching=batching, workers=workers,
+                            max_pixels=max_pixels, body_timeout=body_timeout)
     except ValidationError as exc:  # name the option, as the user typed it
         first = exc.errors()[0]
         option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"

@@ -32,6 +32,10 @@ class ImageError(ValueError):
     """An image that cannot be decoded, or is too large to."""
 
 
+class PixelBudgetError(InputError):
+    """Images that together hold more pixels than a request may decode."""
+
+
 # --- messages ---------------------------------------------------------------------------------
 
 def shape_text(shape, style: Literal["tuple", "list"] = "tuple") -> str:
@@ -71,6 +75,25 @@ def decode_image(source: bytes | str | os.PathLike, size: tuple[int, int] | list
             raise
         raise ImageError(f"not a decodable image ({type(e).__name__})") from None
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def check_pixel_budget(images: list[bytes], budget: int, path: str = "images") -> None:
+    """Raise PixelBudgetError once the images' sizes, read from their headers without decoding a pixel,
+    add up to more than `budget` pixels (InputError for a file that is not an image)."""
+    from PIL import Image, UnidentifiedImageError
+
+    total = 0
+    for i, data in enumerate(images):
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                total += img.width * img.height
+        except Image.DecompressionBombError:  # Pillow refuses the header itself
+            raise PixelBudgetError(f"{path}[{i}]", "image too large to decode") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            raise InputError(f"{path}[{i}]", f"not a decodable image ({type(e).__name__})") from None
+        if total > budget:
+            raise PixelBudgetError(f"{path}[{i}]", f"the request's images reach {total} pixels, over the "
+                                                   f"budget of {budget} pixels per request")
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -164,4 +187,31 @@ class TableEncoder:
                                              f"expected one of {list(categories)[:20]}")
                     out[i, column + categories[key]] = 1.0
                     column += len(categories)
+        return out
+
+    def encode_feature_columns(self, columns: Mapping[str, np.ndarray], paths: Mapping[str, str]) -> np.ndarray:
+        """One column per feature name (numbers, or strings for a categorical feature), all of one length ->
+        (N, width) float32, or an InputError naming the first bad value at `paths[name][row]`."""
+        rows = len(columns[self.names[0]])
+        out = np.zeros((rows, self.width), dtype=np.float32)
+        column = 0
+        for name, categories in self.columns:
+            values, path = columns[name], paths[name]
+            if categories is None:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    numbers = values.astype(np.float32)
+                bad = np.flatnonzero(~np.isfinite(numbers))
+                if len(bad):
+                    raise InputError(f"{path}[{bad[0]}]", f"feature {name!r} expects a finite number, "
+                                                          f"got {show_value(values[bad[0]].item())}")
+                out[:, column] = numbers
+                column += 1
+            else:
+                for row, value in enumerate(values.tolist()):
+                    offset = categories.get(value)
+                    if offset is None:
+                        raise InputError(f"{path}[{row}]", f"feature {name!r}: unknown category {show_value(value)}; "
+                                                           f"expected one of {list(categories)[:20]}")
+                    out[row, column + offset] = 1.0
+                column += len(categories)
         return out

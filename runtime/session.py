@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from nnspec.preprocessing import (ImageError, InputError, TableEncoder, decode_image, finite_float32, shape_text,
-                                  show_value)
+from nnspec.preprocessing import (MAX_IMAGE_PIXELS, ImageError, InputError, TableEncoder, check_pixel_budget,
+                                  decode_image, finite_float32, shape_text, show_value)
 
 from .repository import MODEL_FILE, read_manifest
 
@@ -88,14 +88,19 @@ class ModelSession:
 
     # --- encoding -------------------------------------------------------------------------
 
-    def encode_instances(self, instances: list, path: str = "instances") -> np.ndarray:
-        """Turn JSON instances into the float32 input batch, or raise InputError naming the value."""
+    def holds_image_files(self, instances: object) -> bool:
+        """True when `encode_instances` would decode these instances as image files (`{"b64": ...}`)."""
+        return bool(self.image) and isinstance(instances, list) and any(isinstance(i, dict) for i in instances)
+
+    def encode_instances(self, instances: list, path: str = "instances", max_pixels: int | None = None) -> np.ndarray:
+        """Turn JSON instances into the float32 input batch, or raise InputError naming the value
+        (PixelBudgetError when image files hold more than `max_pixels` together)."""
         if not isinstance(instances, list) or not instances:
             raise InputError(path, "expected a non-empty list of instances")
         if self._table:
             return self._table.encode_instances(instances, path)
-        if self.image and any(isinstance(i, dict) for i in instances):
-            return self._encode_b64_images(instances, path)
+        if self.holds_image_files(instances):
+            return self._encode_b64_images(instances, path, max_pixels)
         try:
             batch = np.asarray(instances)
         except (ValueError, TypeError):
@@ -128,7 +133,7 @@ class ModelSession:
             raise InputError(where, f"expected a finite float32 number, got {batch[tuple(index)]}")
         return batch
 
-    def _encode_b64_images(self, instances: list, path: str) -> np.ndarray:
+    def _encode_b64_images(self, instances: list, path: str, max_pixels: int | None) -> np.ndarray:
         # TF-Serving convention: an image instance may be {"b64": "<base64 image file>"}
         images = []
         for i, instance in enumerate(instances):
@@ -138,19 +143,30 @@ class ModelSession:
                 images.append(base64.b64decode(instance["b64"], validate=True))
             except (binascii.Error, ValueError):
                 raise InputError(f"{path}[{i}].b64", "not valid base64") from None
-        return self.encode_images(images, path)
+        return self.encode_images(images, path, max_pixels)
 
-    def encode_images(self, images: list[bytes], path: str = "images") -> np.ndarray:
-        """Decode image files, convert to the manifest's color, resize; float32 0..255 [N, C, H, W]."""
+    def encode_images(self, images: list[bytes], path: str = "images", max_pixels: int | None = None) -> np.ndarray:
+        """Decode image files, convert to the manifest's color, resize; float32 0..255 [N, C, H, W].
+        With `max_pixels`, their headers are checked against that budget before any is decoded."""
         if not self.image:
             raise InputError(path, f"model {self.name!r} does not take images")
+        if max_pixels is not None:
+            check_pixel_budget(images, max_pixels, path)
+        limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels  # the budget covers each image too
         out = np.empty((len(images),) + self.input_shape, dtype=np.float32)
         for i, data in enumerate(images):
             try:
-                out[i] = decode_image(data, self.image["size"], self.image.get("color", "grayscale"))
+                out[i] = decode_image(data, self.image["size"], self.image.get("color", "grayscale"), limit)
             except ImageError as exc:
                 raise InputError(f"{path}[{i}]", str(exc)) from None
         return out
+
+    def encode_feature_columns(self, columns: dict[str, np.ndarray], paths: dict[str, str]) -> np.ndarray:
+        """A table model's raw feature columns by name -> the float32 input batch, or InputError at
+        `paths[name][row]`."""
+        if not self._table:
+            raise InputError("input", f"model {self.name!r} has no table features")
+        return self._table.encode_feature_columns(columns, paths)
 
     # --- running --------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .routing import FastPathMiddleware
+from .schemas import enforce_openapi
 from .settings import Settings
 from .store import ModelStore
 
@@ -74,12 +75,14 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
                   description="KServe V1 and Open Inference Protocol (V2) endpoints over an nnspec "
                               "model repository (Triton layout), with dynamic batching.")
     install_error_handlers(app)
+    enforce_openapi(app)
     for router in ROUTERS:
         app.include_router(router)
     # Middleware, innermost first: the fast path, then the body limit, then metrics around everything.
     fast_routes = routes_v1.router.fast_routes + routes_v2.router.fast_routes
     app.add_middleware(FastPathMiddleware, routes=fast_routes if fast_path else [])
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
+                       body_timeout=settings.body_timeout)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

@@ -1,8 +1,14 @@
-"""Errors as the protocols want them: `{"error": "..."}` with a 4xx/503 status (a bug: a short 500)."""
+"""Errors as the protocols want them: `{"error": "..."}` with a 4xx/503 status (a bug: a short 500).
+
+Both protocols answer bad input with 400 (Triton on V2; KServe V1 servers do too), a 503 says when to
+retry (`Retry-After`), and no message shows a folder of the server (`hide_paths`).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import orjson
 from fastapi import FastAPI, Request
@@ -23,10 +29,22 @@ class ApiError(Exception):
         self.headers = headers
 
 
+RETRY_AFTER_SECONDS = 1  # a 503 here is a full queue, a version being swapped or models still loading: short-lived
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    """A JSON error response."""
+    """A JSON error response; a 503 carries `Retry-After`."""
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} | (headers or {})
     return Response(orjson.dumps({"error": message}), status_code=status,
                     media_type="application/json", headers=headers)
+
+
+def hide_paths(message: str, repository: Path) -> str:
+    """`message` with the repository's folder cut from its paths (`/srv/models/iris/2/x` -> `iris/2/x`)."""
+    for root in (str(repository.resolve()), str(repository)):  # the absolute form first: it contains the other
+        message = message.replace(root + os.sep, "")
+    return message
 
 
 def _location(loc: tuple) -> str:
@@ -52,4 +70,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        return error_response(422, f"{_location(first['loc'])}: {first['msg']}")
+        return error_response(400, f"{_location(first['loc'])}: {first['msg']}")

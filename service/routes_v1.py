@@ -8,41 +8,74 @@ import numpy as np
 import orjson
 from fastapi import File, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response
 
-from nnspec.preprocessing import InputError
+from nnspec.preprocessing import InputError, PixelBudgetError
 from nnspec.runtime.session import ModelSession
 
 from .deps import LatestModel, State, leased_model
 from .errors import ApiError
-from .payloads import json_response, parse_body
+from .payloads import OFFLOAD_BYTES, check_rows, json_response, request_body
 from .routing import ModelRouter
 from .schemas import ErrorResponse, ModelInfo, ModelList, PredictRequest, PredictResponse, json_body
+from .settings import Settings
+
+
+class _Name(StringConvertor):
+    """A path segment without ':', so `GET /v1/models/x:predict` is the POST route asked with GET (405),
+    not the metadata of a model named `x:predict`."""
+
+    regex = "[^/:]+"
+
+
+register_url_convertor("v1_name", _Name())
 
 router = ModelRouter(tags=["KServe V1"],
-                     responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 503)})
+                     responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 408, 413, 415, 503)})
 
 
-def _decode_instances(body: bytes, session: ModelSession, max_instances: int) -> np.ndarray:
+def _instances(body: bytes, session: ModelSession, max_instances: int) -> object:
+    """The `instances` of a :predict body, their number checked."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ApiError(400, "request body is not valid JSON") from None
     if not isinstance(payload, dict) or "instances" not in payload:
-        raise ApiError(422, 'expected a JSON object {"instances": [...]}')
+        raise ApiError(400, 'expected a JSON object {"instances": [...]}')
     instances = payload["instances"]
-    if isinstance(instances, list) and len(instances) > max_instances:
-        raise ApiError(413, f"too many instances: {len(instances)} > {max_instances}")
+    if isinstance(instances, list):
+        check_rows(len(instances), session, max_instances, "instances")
+    return instances
+
+
+def _encode(instances: object, session: ModelSession, max_pixels: int) -> np.ndarray:
     try:
-        return session.encode_instances(instances)
+        return session.encode_instances(instances, max_pixels=max_pixels)
+    except PixelBudgetError as exc:
+        raise ApiError(413, str(exc)) from None
     except InputError as exc:
-        raise ApiError(422, str(exc)) from None
+        raise ApiError(400, str(exc)) from None
+
+
+def _decode_instances(body: bytes, session: ModelSession, settings: Settings) -> np.ndarray:
+    return _encode(_instances(body, session, settings.max_instances), session, settings.max_pixels)
+
+
+async def _decode(body: bytes, session: ModelSession, settings: Settings) -> np.ndarray:
+    """The input batch of a :predict body: parsed and encoded in a worker thread when the body is big or
+    holds image files (a small PNG can take longer to decode than a big body to parse), else inline."""
+    if len(body) > OFFLOAD_BYTES:
+        return await run_in_threadpool(_decode_instances, body, session, settings)
+    instances = _instances(body, session, settings.max_instances)
+    if session.holds_image_files(instances):
+        return await run_in_threadpool(_encode, instances, session, settings.max_pixels)
+    return _encode(instances, session, settings.max_pixels)
 
 
 async def _predict(request: Request, name: str, version: str | None = None) -> Response:
     with leased_model(request, name, version) as (state, lease):
-        body = await request.body()
-        x = await parse_body(_decode_instances, body, lease.session, state.settings.max_instances)
+        x = await _decode(await request_body(request), lease.session, state.settings)
         predictions = lease.session.format_predictions(await lease.infer(x))
         return json_response({"predictions": predictions}, {"x-model-version": str(lease.version)})
 
@@ -68,13 +101,14 @@ async def classify(lease: LatestModel, state: State,
     session = lease.session
     if not session.image:
         raise ApiError(400, f"model {session.name!r} does not take images; use :predict")
-    if len(files) > state.settings.max_instances:
-        raise ApiError(413, f"too many files: {len(files)} > {state.settings.max_instances}")
+    check_rows(len(files), session, state.settings.max_instances, "files")
     images = [await f.read() for f in files]
     try:
-        x = await run_in_threadpool(session.encode_images, images, "files")
+        x = await run_in_threadpool(session.encode_images, images, "files", state.settings.max_pixels)
+    except PixelBudgetError as exc:
+        raise ApiError(413, str(exc)) from None
     except InputError as exc:
-        raise ApiError(422, str(exc)) from None
+        raise ApiError(400, str(exc)) from None
     predictions = session.format_predictions(await lease.infer(x))
     for prediction, upload in zip(predictions, files):
         prediction["file"] = upload.filename
@@ -87,7 +121,7 @@ async def list_served(state: State) -> Response:
     return json_response({"models": list(state.store.loaded())})
 
 
-@router.get("/v1/models/{name}", response_model=ModelInfo, summary="Model status and metadata")
+@router.get("/v1/models/{name:v1_name}", response_model=ModelInfo, summary="Model status and metadata")
 async def model_info(name: str, state: State) -> Response:
     """Readiness, loaded versions and the latest version's metadata (input, features, labels...)."""
     sessions, latest = state.store.resolve(name)

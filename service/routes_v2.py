@@ -23,8 +23,8 @@ from nnspec.preprocessing import InputError
 from nnspec.runtime.session import ModelSession
 
 from .deps import State, leased_model
-from .errors import ApiError
-from .payloads import json_object, json_response, parse_body
+from .errors import ApiError, hide_paths
+from .payloads import check_rows, json_object, json_response, parse_body, request_body
 from .routing import ModelRouter
 from .schemas import (ErrorResponse, InferRequest, InferResponse, ModelMetadata, RepositoryEntry,
                       ServerMetadata, json_body)
@@ -32,7 +32,7 @@ from .store import ModelLease
 
 HEADER_LENGTH = "inference-header-content-length"
 _DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
-_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 503)}
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 408, 413, 415, 503)}
 
 health = APIRouter(tags=["V2 health"], responses=_ERRORS)  # open, like Triton's health endpoints
 router = ModelRouter(tags=["Open Inference Protocol (V2)"], responses=_ERRORS)
@@ -67,8 +67,17 @@ def _metadata(sessions: dict[int, ModelSession], session: ModelSession) -> dict:
         return {"name": spec["name"], "datatype": "INT64" if spec.get("dtype") == "int64" else "FP32",
                 "shape": [-1, *spec.get("shape", [])]}
 
-    return {"name": session.name, "versions": [str(v) for v in sessions], "platform": "onnxruntime_onnx",
-            "inputs": [tensor(session.manifest["input"])], "outputs": [tensor(o) for o in session.outputs]}
+    metadata = {"name": session.name, "versions": [str(v) for v in sessions], "platform": "onnxruntime_onnx",
+                "inputs": [tensor(session.manifest["input"])], "outputs": [tensor(o) for o in session.outputs]}
+    if session.features:  # the raw features, each of which may be sent as an input of its own
+        metadata["parameters"] = {"features": [_feature_tensor(f) for f in session.features]}
+    return metadata
+
+
+def _feature_tensor(feature: dict) -> dict:
+    if feature.get("type") == "categorical":
+        return {"name": feature["name"], "datatype": "BYTES", "shape": [-1], "categories": feature["categories"]}
+    return {"name": feature["name"], "datatype": "FP32", "shape": [-1]}
 
 
 @router.get("/v2/models/{name}", response_model=ModelMetadata, summary="Model metadata")
@@ -119,6 +128,9 @@ async def version_config(name: str, version: str, state: State) -> Response:
 
 # --- inference --------------------------------------------------------------------------------
 
+_NUMBERS = {"FP32": "<f4", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8"}  # what a numeric raw feature may be
+
+
 def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -126,7 +138,7 @@ def _int(value: Any) -> bool:
 def _parse_infer(body: bytes, header_length: str | None, session: ModelSession,
                  max_instances: int) -> tuple[np.ndarray, dict, list[tuple[str, bool]]]:
     """The request's input batch, its JSON header, and the outputs to return (name, binary?)."""
-    binary = b""
+    binary = memoryview(b"")
     if header_length is not None:
         if not (header_length.isascii() and header_length.isdigit()) or not 0 < int(header_length) <= len(body):
             raise ApiError(400, f"Inference-Header-Content-Length {header_length!r} does not fit the "
@@ -139,6 +151,19 @@ def _parse_infer(body: bytes, header_length: str | None, session: ModelSession,
     if not isinstance(parameters, dict):
         raise ApiError(400, "parameters must be an object")
     inputs = request.get("inputs")
+    if session.features and isinstance(inputs, list) and [_name(t) for t in inputs] != [session.input_name]:
+        x = _feature_batch(inputs, binary, session, max_instances)
+    else:
+        x = _input_batch(inputs, binary, session, max_instances)
+    return x, request, _outputs(request, parameters, session)
+
+
+def _name(tensor: object) -> object:
+    return tensor.get("name") if isinstance(tensor, dict) else None
+
+
+def _input_batch(inputs: object, binary: memoryview, session: ModelSession, max_instances: int) -> np.ndarray:
+    """The batch from the model's one input tensor: FP32 [N, *input shape]."""
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise ApiError(400, f"expected exactly one input, {session.input_name!r}")
     tensor = inputs[0]
@@ -152,43 +177,142 @@ def _parse_infer(body: bytes, header_length: str | None, session: ModelSession,
     if (not isinstance(shape, list) or not all(_int(d) for d in shape) or len(shape) != len(expected)
             or tuple(shape[1:]) != session.input_shape or not 1 <= shape[0]):
         raise ApiError(400, f"inputs[0].shape: expected {expected}, got {shape!r}")
-    if shape[0] > max_instances:
-        raise ApiError(413, f"too many instances: {shape[0]} > {max_instances}")
-    count = math.prod(shape)
-    params = tensor.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise ApiError(400, "inputs[0].parameters must be an object")
-    size = params.get("binary_data_size")
-    if size is not None:
-        if not _int(size) or size != 4 * count:
-            raise ApiError(400, f"inputs[0]: binary_data_size must be {4 * count} for shape {shape}, got {size!r}")
-        if len(binary) != size:
-            raise ApiError(400, f"inputs[0]: expected {size} bytes of binary data, got {len(binary)}")
-        x = np.frombuffer(binary, dtype="<f4").reshape(shape).astype(np.float32, copy=False)
-    else:
-        if len(binary):
-            raise ApiError(400, "binary data sent but no input has binary_data_size")
-        data = tensor.get("data")
-        try:
-            x = np.asarray(data)
-        except (ValueError, TypeError):
-            x = None
-        if not isinstance(data, list) or x is None or x.dtype.kind not in "iuf":
-            raise ApiError(400, "inputs[0].data: expected a flat or nested list of numbers")
-        if x.size != count:
-            raise ApiError(400, f"inputs[0].data: {x.size} values do not fill shape {shape}")
-        x = x.reshape(shape)
+    check_rows(shape[0], session, max_instances, "rows")
+    (blob,) = _blobs([_binary_size(0, tensor, "FP32", shape)], binary)
     try:
-        x = session.check_batch(x, "inputs[0].data")
+        return session.check_batch(_values(0, tensor, "FP32", shape, blob), "inputs[0].data")
     except InputError as exc:
         raise ApiError(400, str(exc)) from None
 
+
+def _feature_batch(inputs: list, binary: memoryview, session: ModelSession, max_instances: int) -> np.ndarray:
+    """The batch from one input per raw table feature, each [N] or [N, 1]: BYTES for a categorical
+    feature, a number type for a numeric one."""
+    kinds = {f["name"]: f.get("type") for f in session.features}
+    expected = f"expected {session.input_name!r} or one input per raw feature {list(kinds)}"
+    names = [_name(t) for t in inputs]
+    for i, name in enumerate(names):
+        if name not in kinds:
+            raise ApiError(400, f"inputs[{i}]: unexpected input {name!r} for model {session.name!r}; {expected}")
+        if name in names[:i]:
+            raise ApiError(400, f"inputs[{i}]: input {name!r} given twice")
+    missing = [name for name in kinds if name not in names]
+    if missing:
+        raise ApiError(400, f"inputs: missing raw feature {missing[0]!r}; {expected}")
+    rows, sizes = None, []
+    for i, tensor in enumerate(inputs):
+        allowed = ("BYTES",) if kinds[names[i]] == "categorical" else tuple(_NUMBERS)
+        if tensor.get("datatype") not in allowed:
+            raise ApiError(400, f"inputs[{i}].datatype: expected {' or '.join(allowed)} for feature {names[i]!r}, "
+                                f"got {tensor.get('datatype')!r}")
+        shape = tensor.get("shape")
+        if not (isinstance(shape, list) and 1 <= len(shape) <= 2 and all(_int(d) for d in shape)
+                and shape[0] >= 1 and shape[1:] in ([], [1])):
+            raise ApiError(400, f"inputs[{i}].shape: expected [-1] or [-1, 1] (one value per row), got {shape!r}")
+        if rows is None:
+            rows = shape[0]
+            check_rows(rows, session, max_instances, "rows")
+        elif shape[0] != rows:
+            raise ApiError(400, f"inputs[{i}].shape: {shape[0]} rows, but inputs[0] has {rows}")
+        sizes.append(_binary_size(i, tensor, tensor["datatype"], shape))
+    blobs = _blobs(sizes, binary)
+    columns = {name: _values(i, tensor, tensor["datatype"], tensor["shape"], blob).reshape(-1)
+               for i, (name, tensor, blob) in enumerate(zip(names, inputs, blobs))}
+    try:
+        return session.encode_feature_columns(columns, {name: f"inputs[{i}].data" for i, name in enumerate(names)})
+    except InputError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _binary_size(i: int, tensor: dict, datatype: str, shape: list[int]) -> int | None:
+    """inputs[i]'s `parameters.binary_data_size`, checked against its datatype and shape; None: JSON data."""
+    params = tensor.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ApiError(400, f"inputs[{i}].parameters must be an object")
+    size = params.get("binary_data_size")
+    if size is None:
+        return None
+    if datatype == "BYTES":  # each element: a 4-byte little-endian length, then its bytes
+        if not _int(size) or size < 4 * math.prod(shape):
+            raise ApiError(400, f"inputs[{i}]: binary_data_size must hold {math.prod(shape)} BYTES elements, "
+                                f"got {size!r}")
+        return size
+    expected = np.dtype(_NUMBERS[datatype]).itemsize * math.prod(shape)
+    if not _int(size) or size != expected:
+        raise ApiError(400, f"inputs[{i}]: binary_data_size must be {expected} for shape {shape}, got {size!r}")
+    return size
+
+
+def _blobs(sizes: list[int | None], binary: memoryview) -> list[memoryview | None]:
+    """The binary part cut into each input's bytes, in input order (None for an input sent as JSON)."""
+    if all(size is None for size in sizes):
+        if len(binary):
+            raise ApiError(400, "binary data sent but no input has binary_data_size")
+        return list(sizes)
+    total = sum(size for size in sizes if size is not None)
+    if len(binary) != total:
+        raise ApiError(400, f"expected {total} bytes of binary data (the inputs' binary_data_size), "
+                            f"got {len(binary)}")
+    blobs, offset = [], 0
+    for size in sizes:
+        blobs.append(None if size is None else binary[offset:offset + size])
+        offset += size or 0
+    return blobs
+
+
+def _values(i: int, tensor: dict, datatype: str, shape: list[int], blob: memoryview | None) -> np.ndarray:
+    """inputs[i]'s values in `shape`: from its binary bytes, or from its JSON `data` (flat or nested)."""
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        strings = _json_strings(i, tensor.get("data"), count) if blob is None else _binary_strings(i, blob, count)
+        return np.array(strings, dtype=object).reshape(shape)
+    if blob is not None:
+        return np.frombuffer(blob, dtype=_NUMBERS[datatype]).reshape(shape)
+    data = tensor.get("data")
+    try:
+        x = np.asarray(data)
+    except (ValueError, TypeError):
+        x = None
+    if not isinstance(data, list) or x is None or x.dtype.kind not in "iuf":
+        raise ApiError(400, f"inputs[{i}].data: expected a flat or nested list of numbers")
+    if x.size != count:
+        raise ApiError(400, f"inputs[{i}].data: {x.size} values do not fill shape {shape}")
+    return x.reshape(shape)
+
+
+def _json_strings(i: int, data: object, count: int) -> list[str]:
+    if isinstance(data, list) and data and all(isinstance(v, list) and len(v) == 1 for v in data):
+        data = [v[0] for v in data]  # one per row, [N, 1]
+    if not isinstance(data, list) or len(data) != count or not all(isinstance(v, str) for v in data):
+        raise ApiError(400, f"inputs[{i}].data: expected {count} strings, one per row")
+    return data
+
+
+def _binary_strings(i: int, blob: memoryview, count: int) -> list[str]:
+    strings, offset = [], 0
+    for k in range(count):
+        size = int.from_bytes(blob[offset:offset + 4], "little")
+        offset += 4
+        if offset + size > len(blob):
+            raise ApiError(400, f"inputs[{i}]: BYTES element {k} runs past the input's binary_data_size")
+        try:
+            strings.append(str(blob[offset:offset + size], "utf-8"))
+        except UnicodeDecodeError:
+            raise ApiError(400, f"inputs[{i}]: BYTES element {k} is not UTF-8 text") from None
+        offset += size
+    if offset != len(blob):
+        raise ApiError(400, f"inputs[{i}]: {len(blob) - offset} bytes left after its {count} BYTES elements")
+    return strings
+
+
+def _outputs(request: dict, parameters: dict, session: ModelSession) -> list[tuple[str, bool]]:
+    """The outputs to return, each with whether it goes binary."""
     all_binary = parameters.get("binary_data_output", False)
     if not isinstance(all_binary, bool):
         raise ApiError(400, "parameters.binary_data_output must be a boolean")
     wanted = request.get("outputs")
     if wanted is None:
-        return x, request, [(name, all_binary) for name in session.output_names]
+        return [(name, all_binary) for name in session.output_names]
     if not isinstance(wanted, list) or not all(isinstance(o, dict) for o in wanted):
         raise ApiError(400, "outputs must be a list of objects")
     outputs = []
@@ -203,7 +327,7 @@ def _parse_infer(body: bytes, header_length: str | None, session: ModelSession,
         if name in (n for n, _ in outputs):
             raise ApiError(400, f"outputs[{i}]: output {name!r} requested twice")
         outputs.append((name, params.get("binary_data", all_binary)))
-    return x, request, outputs
+    return outputs
 
 
 def _infer_response(lease: ModelLease, request: dict, outputs: list[tuple[str, bool]],
@@ -231,9 +355,8 @@ def _infer_response(lease: ModelLease, request: dict, outputs: list[tuple[str, b
 
 async def _infer(request: Request, name: str, version: str | None = None) -> Response:
     with leased_model(request, name, version) as (state, lease):
-        if request.headers.get("content-encoding", "identity") != "identity":
-            raise ApiError(400, "compressed requests are not supported")
-        x, parsed, outputs = await parse_body(_parse_infer, await request.body(), request.headers.get(HEADER_LENGTH),
+        body = await request_body(request)
+        x, parsed, outputs = await parse_body(_parse_infer, body, request.headers.get(HEADER_LENGTH),
                                               lease.session, state.settings.max_instances)
         return _infer_response(lease, parsed, outputs, await lease.infer(x))
 
@@ -275,6 +398,8 @@ async def repository_index(request: Request, state: State) -> Response:
     `{"ready": true}` lists only loaded versions."""
     payload = await _optional_json(request)
     entries = await run_in_threadpool(state.store.index)
+    for entry in entries:
+        entry["reason"] = hide_paths(entry["reason"], state.settings.repository)
     if payload.get("ready") is True:
         entries = [e for e in entries if e["state"] == "READY"]
     return json_response(entries)
@@ -290,8 +415,9 @@ async def load_model(name: str, request: Request, state: State) -> Response:
     _check_name(name)
     try:
         versions = await run_in_threadpool(state.store.load, name)  # ApiError 404 without a complete version
-    except (OSError, ValueError) as exc:  # a broken version (LoadError: model name and version, no server path)
-        raise ApiError(400, f"failed to load {name!r}: {str(exc)[:300]}") from None
+    except (OSError, ValueError) as exc:  # a broken version (LoadError names the model and version)
+        reason = hide_paths(str(exc), state.settings.repository)
+        raise ApiError(400, f"failed to load {name!r}: {reason[:300]}") from None
     return json_response({"name": name, "versions": [str(v) for v in versions]})
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import FastAPI
 from pydantic import BaseModel, Field
+
+# What `repository.check_name` and `check_version` accept, as JSON Schema patterns.
+_PATH_PARAMETERS = {"name": {"pattern": "^[a-z0-9][a-z0-9_-]*$", "maxLength": 128},
+                    "version": {"pattern": "^[1-9][0-9]{0,17}$"}}
 
 
 def inline_schema(model: type[BaseModel]) -> dict:
@@ -27,6 +32,26 @@ def inline_schema(model: type[BaseModel]) -> dict:
 def json_body(model: type[BaseModel]) -> dict:
     """`openapi_extra` declaring a JSON request body that the handler parses itself."""
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline_schema(model)}}}}
+
+
+def enforce_openapi(app: FastAPI) -> None:
+    """Make the app's OpenAPI document say what the server enforces: the model name and version patterns
+    (the handlers check them, so FastAPI does not know them), and no 422 (bad input is a 400)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operation in (op for path in schema["paths"].values() for op in path.values()):
+                for parameter in operation.get("parameters", []):
+                    if parameter["in"] == "path" and parameter["name"] in _PATH_PARAMETERS:
+                        parameter["schema"].update(_PATH_PARAMETERS[parameter["name"]])
+                operation["responses"].pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 class ErrorResponse(BaseModel):
@@ -76,12 +101,16 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
+    parameters: dict[str, Any] | None = Field(None, description='table models: {"features": [...]}, the raw '
+                                              "features that may be sent as one input each instead of `input`")
 
 
 class InferInput(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: Literal["FP32"]
+    name: str = Field(description="`input`, or (table models) a raw feature's name")
+    shape: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, description="[N, *input shape]; a raw "
+                                                     "feature: [N] or [N, 1]")
+    datatype: Literal["FP32", "FP64", "INT32", "INT64", "BYTES"] = Field(
+        description="`input`: FP32; a raw feature: BYTES (categorical) or a number type")
     parameters: dict[str, Any] | None = None
     data: list[Any] | None = Field(None, description="flat or nested; omit with binary_data_size")
 
@@ -94,7 +123,7 @@ class RequestedOutput(BaseModel):
 class InferRequest(BaseModel):
     id: str | None = None
     parameters: dict[str, Any] | None = Field(None, description='{"binary_data_output": true}: all binary')
-    inputs: list[InferInput]
+    inputs: list[InferInput] = Field(min_length=1)
     outputs: list[RequestedOutput] | None = None
 
 

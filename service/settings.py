@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     intra_op_threads: int | None = Field(None, ge=1, description="onnxruntime threads per run; "
                                                                  "default: cores / workers")
     workers: int = Field(1, ge=1, description="server processes sharing the machine's cores")
+    max_pixels: int = Field(64_000_000, ge=1, description="image pixels per request, summed over its images "
+                                                          "and read from their headers, above this get 413")
+    body_timeout: float = Field(30.0, gt=0, description="seconds to receive a request body before 408")
 
     @property
     def max_body_bytes(self) -> int:

@@ -30,7 +30,8 @@ def server(tmp_path_factory):
     port = free_port()
     env = os.environ | {"E2E_KEY": "k3y"}
     proc = subprocess.Popen([sys.executable, "-c", CLI, "serve", str(repo), "--port", str(port),
-                             "--api-key-env", "E2E_KEY"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "--api-key-env", "E2E_KEY", "--body-timeout", "1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 30
@@ -47,7 +48,8 @@ def server(tmp_path_factory):
         yield url, port
     finally:
         proc.terminate()
-        proc.wait(10)
+        output = proc.communicate(timeout=10)[0].decode()
+    assert "Traceback" not in output, output[-3000:]  # no request, however it ended, logs a traceback
 
 
 def test_v1_over_http(server):
@@ -58,7 +60,7 @@ def test_v1_over_http(server):
     assert r.status_code == 200 and r.json()["predictions"][0]["label"] in ("no", "yes")
     assert httpx.post(f"{url}/v1/models/credit:predict", json={"instances": [[1]]}).status_code == 401
     bad = httpx.post(f"{url}/v1/models/credit:predict", headers=auth, json={"instances": [{"age": 1}]})
-    assert bad.status_code == 422 and "instances[0]" in bad.json()["error"]
+    assert bad.status_code == 400 and "instances[0]" in bad.json()["error"]
 
 
 @pytest.mark.parametrize("binary", [True, False])
@@ -87,6 +89,48 @@ def test_v2_with_tritonclient(server, binary):
         client.infer("ghost", [tensor], headers=auth)
     with pytest.raises(InferenceServerException, match="API key"):
         client.infer("iris", [tensor])
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_raw_features_and_gzip_with_tritonclient(server, binary):
+    import tritonclient.http as triton
+
+    _, port = server
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    auth = {"Authorization": "Bearer k3y"}
+    features = client.get_model_metadata("credit", headers=auth)["parameters"]["features"]
+    rows = [(40, "green", 3.0), (20, "red", 1.0)]
+    inputs = []
+    for feature, column in zip(features, zip(*rows)):
+        tensor = triton.InferInput(feature["name"], [len(rows), 1], feature["datatype"])
+        dtype = object if feature["datatype"] == "BYTES" else np.float32
+        tensor.set_data_from_numpy(np.array(column, dtype=dtype).reshape(-1, 1), binary_data=binary)
+        inputs.append(tensor)
+    result = client.infer("credit", inputs, headers=auth, request_compression_algorithm="gzip")
+    onehot = np.array([[40, 0, 1, 0, 3.0], [20, 1, 0, 0, 1.0]], np.float32)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), fx.reference("credit", onehot)["probabilities"],
+                               rtol=1e-5, atol=1e-6)
+
+
+def _partial_upload(port: int) -> socket.socket:
+    """A connection that sends a request head and 10 of the 100 body bytes it announces."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn.sendall(b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n" + b'{"inputs":')
+    return conn
+
+
+def test_a_stalled_upload_gets_408_and_a_client_that_leaves_is_counted_499(server):
+    url, port = server
+    _partial_upload(port).close()  # goes away mid-body
+    with _partial_upload(port) as stalled:  # waits: the server answers 408 after --body-timeout 1 and closes
+        answer = b""
+        while chunk := stalled.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408") and b"connection: close" in answer.lower(), answer
+    metrics = httpx.get(f"{url}/metrics").text
+    # The first client left a second before the 408: its request is counted by now.
+    assert 'status="499"' in metrics and 'status="408"' in metrics
 
 
 def test_cli_predict_json_csv_npy(tmp_path):

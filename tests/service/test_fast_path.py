@@ -121,7 +121,7 @@ def test_every_model_route_has_the_api_key_guard(shared_repo, monkeypatch):
     with TestClient(app) as client:
         for router in ROUTERS:
             for route in router.routes:
-                path = route.path.replace("{name}", "iris").replace("{version}", "1")
+                path = route.path_format.replace("{name}", "iris").replace("{version}", "1")
                 for method in route.methods:
                     response = client.request(method, path, content=b"{}", headers={"content-type": "application/json"},
                                               follow_redirects=False)

@@ -48,23 +48,23 @@ def test_predict_images_as_arrays_or_base64(client):
 
 @pytest.mark.parametrize("body, status, words", [
     (b"{not json", 400, "not valid JSON"),
-    (b"[1, 2]", 422, '{"instances"'),
-    (b'{"inputs": [[1, 2, 3, 4]]}', 422, '{"instances"'),
-    (b'{"instances": []}', 422, "non-empty"),
-    (b'{"instances": [[1, 2, 3]]}', 422, "instances[0]: expected a list of length 4 (instance shape [4])"),
-    (b'{"instances": [[1, 2, 3, "x"]]}', 422, "instances[0][3]: expected a number"),
-    (b'{"instances": [[1, 2, 3, 1e39]]}', 422, "instances[0][3]: expected a finite"),
+    (b"[1, 2]", 400, '{"instances"'),
+    (b'{"inputs": [[1, 2, 3, 4]]}', 400, '{"instances"'),
+    (b'{"instances": []}', 400, "non-empty"),
+    (b'{"instances": [[1, 2, 3]]}', 400, "instances[0]: expected a list of length 4 (instance shape [4])"),
+    (b'{"instances": [[1, 2, 3, "x"]]}', 400, "instances[0][3]: expected a number"),
+    (b'{"instances": [[1, 2, 3, 1e39]]}', 400, "instances[0][3]: expected a finite"),
     (b'{"instances": [[1, 2, 3, NaN]]}', 400, "not valid JSON"),
-    (b'{"instances": {"a": 1}}', 422, "non-empty list"),
+    (b'{"instances": {"a": 1}}', 400, "non-empty list"),
 ])
-def test_predict_bad_input_is_a_4xx_naming_the_field(client, body, status, words):
+def test_predict_bad_input_is_a_400_naming_the_field(client, body, status, words):
     r = client.post("/v1/models/iris:predict", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status and words in r.json()["error"]
 
 
 def test_predict_table_errors_name_the_feature(client):
     r = client.post("/v1/models/credit:predict", json={"instances": [{"age": 1, "color": "red"}]})
-    assert r.status_code == 422 and r.json()["error"].startswith("instances[0].income: missing feature")
+    assert r.status_code == 400 and r.json()["error"].startswith("instances[0].income: missing feature")
 
 
 def test_too_many_instances_is_413(client):
@@ -97,11 +97,11 @@ def test_classify_image_files(client):
 
 def test_classify_errors(client):
     bad = client.post("/v1/models/digits8:classify", files=[("files", ("x.png", b"not an image"))])
-    assert bad.status_code == 422 and bad.json()["error"].startswith("files[0]: not a decodable image")
+    assert bad.status_code == 400 and bad.json()["error"].startswith("files[0]: not a decodable image")
     wrong_model = client.post("/v1/models/iris:classify", files=[("files", ("x.png", fx.png(np.zeros((8, 8)))))])
     assert wrong_model.status_code == 400 and "does not take images" in wrong_model.json()["error"]
     missing = client.post("/v1/models/digits8:classify", data={"other": "1"})
-    assert missing.status_code == 422 and "files" in missing.json()["error"]
+    assert missing.status_code == 400 and "files" in missing.json()["error"]
 
 
 def test_model_list_and_metadata(client):

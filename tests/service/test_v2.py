@@ -144,7 +144,7 @@ def test_binary_framing_errors_are_400(client):
         r = client.post("/v2/models/iris/infer", content=content, headers=hdrs)
         assert r.status_code == 400 and words in r.json()["error"], (words, r.text)
     gz = client.post("/v2/models/iris/infer", content=body, headers=headers | {"Content-Encoding": "gzip"})
-    assert gz.status_code == 400
+    assert gz.status_code == 400 and "not valid gzip" in gz.json()["error"]
 
 
 def test_an_unexpected_error_is_a_short_json_500(repo, monkeypatch):
@@ -209,3 +209,138 @@ def test_a_broken_model_is_unavailable_not_fatal(repo, client_for):
         r = c.post("/v2/repository/models/iris/load")
         assert r.status_code == 400 and "unreadable manifest" in r.json()["error"], r.text
         assert c.post("/v2/models/iris/infer", json={"inputs": [GOOD]}).status_code == 200
+
+
+# --- protocol limits and conventions -------------------------------------------------------------
+
+def test_more_rows_than_max_batch_size_is_400_naming_the_limit(client):
+    for rows, status in [(64, 200), (65, 400)]:
+        x = np.ones((rows, 4), np.float32)
+        for binary in (False, True):
+            body, headers = infer_body(x, binary)
+            r = client.post("/v2/models/iris/infer", content=body, headers=headers)
+            assert r.status_code == status, r.text
+        v1 = client.post("/v1/models/iris:predict", json={"instances": x.tolist()})
+        assert v1.status_code == status
+    assert "max_batch_size 64" in r.json()["error"] and "max_batch_size 64" in v1.json()["error"]
+
+
+CREDIT_ROWS = [(30, "blue", 2.5), (51, "red", 0.5), (18, "green", 7.0)]
+
+
+def credit_reference() -> np.ndarray:
+    onehot = {"red": [1, 0, 0], "green": [0, 1, 0], "blue": [0, 0, 1]}
+    x = np.array([[age, *onehot[color], income] for age, color, income in CREDIT_ROWS], np.float32)
+    return fx.reference("credit", x)["probabilities"]
+
+
+def feature_inputs(binary: bool) -> tuple[bytes, dict]:
+    """A V2 request for `credit` with one input per raw feature: age FP32 [N], color BYTES [N, 1], income FP64 [N]."""
+    ages = np.array([r[0] for r in CREDIT_ROWS], np.float32)
+    colors = [r[1] for r in CREDIT_ROWS]
+    incomes = np.array([r[2] for r in CREDIT_ROWS], np.float64)
+    n = len(CREDIT_ROWS)
+    tensors = [{"name": "age", "datatype": "FP32", "shape": [n]},
+               {"name": "color", "datatype": "BYTES", "shape": [n, 1]},
+               {"name": "income", "datatype": "FP64", "shape": [n]}]
+    if not binary:
+        for tensor, data in zip(tensors, (ages.tolist(), [[c] for c in colors], incomes.tolist())):
+            tensor["data"] = data
+        return json.dumps({"inputs": tensors}).encode(), {"content-type": "application/json"}
+    blobs = [ages.astype("<f4").tobytes(),
+             b"".join(len(c).to_bytes(4, "little") + c.encode() for c in colors),
+             incomes.astype("<f8").tobytes()]
+    for tensor, blob in zip(tensors, blobs):
+        tensor["parameters"] = {"binary_data_size": len(blob)}
+    header = json.dumps({"inputs": tensors}).encode()
+    return header + b"".join(blobs), {"Inference-Header-Content-Length": str(len(header))}
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_table_model_takes_one_input_per_raw_feature(client, binary):
+    body, headers = feature_inputs(binary)
+    r = client.post("/v2/models/credit/infer", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(parse(r)[1]["probabilities"], credit_reference(), rtol=1e-5, atol=1e-6)
+    onehot = client.post("/v2/models/credit/infer", json={"inputs": [  # the one-hot `input` still works
+        {"name": "input", "shape": [1, 5], "datatype": "FP32", "data": [30, 0, 0, 1, 2.5]}]})
+    np.testing.assert_allclose(parse(onehot)[1]["probabilities"], credit_reference()[:1], rtol=1e-5, atol=1e-6)
+
+
+def test_model_metadata_describes_the_raw_features(client):
+    meta = client.get("/v2/models/credit").json()
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 5]}]
+    assert meta["parameters"]["features"] == [
+        {"name": "age", "datatype": "FP32", "shape": [-1]},
+        {"name": "color", "datatype": "BYTES", "shape": [-1], "categories": ["red", "green", "blue"]},
+        {"name": "income", "datatype": "FP32", "shape": [-1]}]
+    assert "parameters" not in client.get("/v2/models/iris").json()
+
+
+def _features(**changes):
+    tensors = {"age": {"name": "age", "datatype": "FP32", "shape": [2], "data": [30, 40]},
+               "color": {"name": "color", "datatype": "BYTES", "shape": [2], "data": ["red", "blue"]},
+               "income": {"name": "income", "datatype": "INT64", "shape": [2, 1], "data": [[1], [2]]}}
+    for name, change in changes.items():
+        tensors[name] = None if change is None else tensors[name] | change
+    return {"inputs": [t for t in tensors.values() if t is not None]}
+
+
+@pytest.mark.parametrize("body, words", [
+    (_features(), None),
+    (_features(color={"data": ["red", "mauve"]}), "inputs[1].data[1]: feature 'color': unknown category 'mauve'"),
+    (_features(color={"datatype": "FP32", "data": [1, 2]}), "inputs[1].datatype: expected BYTES"),
+    (_features(age={"datatype": "BYTES", "data": ["30", "40"]}), "inputs[0].datatype: expected FP32"),
+    (_features(age={"data": [30, 1e39]}), "inputs[0].data[1]: feature 'age' expects a finite number"),
+    (_features(age={"shape": [3], "data": [1, 2, 3]}), "inputs[1].shape: 2 rows, but inputs[0] has 3"),
+    (_features(age={"shape": [2, 2], "data": [1, 2, 3, 4]}), "inputs[0].shape: expected [-1] or [-1, 1]"),
+    (_features(color={"data": ["red"]}), "inputs[1].data: expected 2 strings"),
+    (_features(income=None), "missing raw feature 'income'"),
+    (_features(age={"name": "agee"}), "inputs[0]: unexpected input 'agee'"),
+    (_features(color={"name": "age"}), "inputs[1]: input 'age' given twice"),
+])
+def test_raw_feature_inputs_errors_name_the_input(client, body, words):
+    r = client.post("/v2/models/credit/infer", json=body)
+    if words is None:
+        assert r.status_code == 200, r.text
+    else:
+        assert r.status_code == 400 and words in r.json()["error"], r.text
+
+
+def test_binary_bytes_framing_errors_are_400(client):
+    body, headers = feature_inputs(True)
+    length = int(headers["Inference-Header-Content-Length"])
+    header = json.loads(body[:length])
+    header["inputs"][1]["parameters"]["binary_data_size"] -= 1  # the last string loses a byte
+    new_header = json.dumps(header).encode()
+    tail = body[length:]
+    colors_end = 12 + header["inputs"][1]["parameters"]["binary_data_size"]
+    cut = new_header + tail[:colors_end] + tail[colors_end + 1:]
+    r = client.post("/v2/models/credit/infer", content=cut,
+                    headers={"Inference-Header-Content-Length": str(len(new_header))})
+    assert r.status_code == 400 and "inputs[1]" in r.json()["error"], r.text
+
+
+def test_every_503_carries_retry_after(repo, client_for):
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "1" / "nnspec.json").write_text(json.dumps(fx.manifest("iris") | {"name": "broken"}))
+    (repo / "broken" / "1" / "model.onnx").write_bytes(b"not onnx")
+    with client_for(repo) as c:
+        r = c.get("/v2/health/ready")
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+    from nnspec.service.errors import error_response
+    assert error_response(503, "queue full").headers["retry-after"] == "1"
+
+
+def test_errors_never_show_server_paths(repo, client_for):
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "1" / "nnspec.json").write_text(json.dumps(fx.manifest("iris") | {"name": "broken"}))
+    (repo / "broken" / "1" / "model.onnx").write_bytes(b"not onnx")
+    fx.publish(repo, "iris", version=2)
+    (repo / "iris" / "2" / "nnspec.json").write_text("{")
+    with client_for(repo) as c:
+        answers = [c.post("/v2/repository/index").text, c.post("/v2/repository/models/broken/load").text,
+                   c.post("/v2/repository/models/iris/load").text, c.get("/v2/health/ready").text]
+    for text in answers:
+        assert str(repo) not in text and str(repo.resolve()) not in text and "/tmp" not in text, text
+    assert "broken/1" in answers[0] and "broken/1" in answers[1] and "iris/2" in answers[2]
