@@ -85,7 +85,7 @@ class BodyTypes:
     async def __call__(self, request: Request) -> None:
         for key, value in request.scope["headers"]:
             if key == b"content-type":
-                if value.partition(b";")[0].strip().lower() not in self._accepted:
+                if value not in self._accepted and value.partition(b";")[0].strip().lower() not in self._accepted:
                     raise ApiError(415, self._refusal)
                 return
 
