@@ -6,6 +6,8 @@ import csv
 import json
 import os
 import sys
+import tempfile
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -15,6 +17,13 @@ from nnspec.cli_common import fail
 from nnspec.preprocessing import IMAGE_SUFFIXES
 
 
+class ModelControl(str, Enum):
+    """Settings.model_control's values (the settings module loads only when `serve` runs)."""
+
+    none = "none"
+    explicit = "explicit"
+    poll = "poll"
+
 
 def _fail(message: str) -> NoReturn:
     fail(f"error: {message}")
@@ -23,11 +32,21 @@ def _fail(message: str) -> NoReturn:
 def serve(
     repo: Annotated[Path, typer.Argument(help="model repository (Triton layout)")] = Path("models"),
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port (1-65535)")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="server processes")] = 1,
-    api_key_env: Annotated[Optional[str], typer.Option(help="env var holding the API key")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option(help="env var holding the API key (models, inference)")] = None,
+    model_control: Annotated[ModelControl, typer.Option(
+        help="none: serve the models found at start; explicit: load/unload requests with the admin key; "
+             "poll: rescan the repository")] = ModelControl.none,
+    admin_key_env: Annotated[Optional[str], typer.Option(
+        help="env var holding the admin key for load/unload (needed by --model-control explicit)")] = None,
+    poll_seconds: Annotated[Optional[float], typer.Option(
+        help="with --model-control poll: rescan the repository every S seconds (default 5)")] = None,
+    allowed_hosts: Annotated[Optional[str], typer.Option(
+        metavar="HOSTS", help="comma-separated Host headers to answer (*.domain: its subdomains); default: any")] = None,
+    cors_origin: Annotated[Optional[list[str]], typer.Option(
+        metavar="ORIGIN", help="an origin whose web pages may call the API (repeatable); default: none")] = None,
     max_body_mb: Annotated[float, typer.Option(help="request body limit (413 above)")] = 16.0,
-    poll_seconds: Annotated[float, typer.Option(help="rescan the repository every S seconds; 0 = never")] = 0.0,
     batching: Annotated[bool, typer.Option("--batching/--no-batching", help="dynamic batching")] = True,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log",
                                              help="log every request (costs time per request; /metrics counts them anyway)")] = False,
@@ -38,32 +57,40 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
-    from nnspec.service.app import api_key, create_app
+    from nnspec.service.app import admin_key, api_key, create_app
+    from nnspec.service.metrics import MULTIPROCESS_DIR
     from nnspec.service.settings import Settings
 
     if not repo.is_dir():
         _fail(f"{repo}: no such model repository")
     try:
-        settings = Settings(repository=repo.resolve(), api_key_env=api_key_env, max_body_mb=max_body_mb,
-                            poll_seconds=poll_seconds, batching=batching, workers=workers,
-                            max_pixels=max_pixels, body_timeout=body_timeout)
+        settings = Settings(repository=repo.resolve(), api_key_env=api_key_env, model_control=model_control.value,
+                            admin_key_env=admin_key_env, poll_seconds=poll_seconds, allowed_hosts=allowed_hosts or [],
+                            cors_origins=cors_origin or [], max_body_mb=max_body_mb, batching=batching,
+                            workers=workers, max_pixels=max_pixels, body_timeout=body_timeout)
     except ValidationError as exc:  # name the option, as the user typed it
         first = exc.errors()[0]
-        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"
-        _fail(f"{option}: {first['msg']}")
-    try:
-        api_key(settings)  # checked once here, for one process or several
+        message = first["msg"].removeprefix("Value error, ")
+        _fail(f"--{str(first['loc'][0]).replace('_', '-')}: {message}" if first["loc"] else message)
+    try:  # checked once here, for one process or several
+        api_key(settings)
+        admin_key(settings)
     except RuntimeError as exc:
         _fail(str(exc))
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=access_log)
         return
-    # Worker processes build their own app from NNSPEC_* variables.
-    for field, value in settings.model_dump().items():
-        if value is not None:
-            os.environ[f"NNSPEC_{field.upper()}"] = str(value)
-    uvicorn.run("nnspec.service.app:create_app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level="info", access_log=access_log)
+    # Worker processes build their own app from NNSPEC_* variables, and write their metrics to one
+    # fresh folder so that /metrics reports every worker (prometheus-client's multiprocess mode).
+    for variable, value in settings.environment().items():
+        if value is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = value
+    with tempfile.TemporaryDirectory(prefix="nnspec-metrics-") as metrics_dir:
+        os.environ[MULTIPROCESS_DIR] = metrics_dir
+        uvicorn.run("nnspec.service.app:create_app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level="info", access_log=access_log)
 
 
 def _open_session(model: str, repo: Path):

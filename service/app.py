@@ -20,23 +20,34 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .routing import FastPathMiddleware
 from .schemas import enforce_openapi
+from .security import add_security_middleware
 from .settings import Settings
 from .store import ModelStore
 
 log = logging.getLogger("nnspec.serve")
 
-# Every route, in matching order. Health, /metrics and the docs are open; a ModelRouter guards each of its routes.
-ROUTERS = (routes_v1.router, routes_v2.health, routes_v2.router, routes_ops.router)
+# Every route, in matching order. Health, /metrics and the docs are open; a ModelRouter guards each of
+# its routes with the API key, an AdminRouter (repository control) with the admin key.
+ROUTERS = (routes_v1.router, routes_v2.health, routes_v2.router, routes_v2.admin, routes_ops.router)
+
+
+def _key_from_env(variable: str | None, what: str) -> str | None:
+    if not variable:
+        return None
+    key = os.environ.get(variable, "").strip()
+    if not key:
+        raise RuntimeError(f"environment variable {variable} ({what}) is not set")
+    return key
 
 
 def api_key(settings: Settings) -> str | None:
     """The API key from the environment variable the settings name (None: no key), or a RuntimeError."""
-    if not settings.api_key_env:
-        return None
-    key = os.environ.get(settings.api_key_env, "").strip()
-    if not key:
-        raise RuntimeError(f"environment variable {settings.api_key_env} (the API key) is not set")
-    return key
+    return _key_from_env(settings.api_key_env, "the API key")
+
+
+def admin_key(settings: Settings) -> str | None:
+    """The admin key from the environment variable the settings name (None: no key), or a RuntimeError."""
+    return _key_from_env(settings.admin_key_env, "the admin key")
 
 
 async def _poll(store: ModelStore, seconds: float) -> None:
@@ -56,20 +67,22 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
     """
     settings = settings or Settings()
     metrics = Metrics()
-    key = api_key(settings)
+    keys = api_key(settings), admin_key(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ModelStore(settings, metrics)
-        app.state.serving = ServingState(settings, store, metrics, key)
+        app.state.serving = ServingState(settings, store, metrics, *keys)
         await run_in_threadpool(store.load_all)
-        poller = asyncio.create_task(_poll(store, settings.poll_seconds)) if settings.poll_seconds else None
+        poll = settings.poll_interval
+        poller = asyncio.create_task(_poll(store, poll)) if poll else None
         try:
             yield
         finally:
             if poller:
                 poller.cancel()
             await run_in_threadpool(store.close)
+            metrics.close()
 
     app = FastAPI(title="nnspec serve", version=nnspec.__version__, lifespan=lifespan,
                   description="KServe V1 and Open Inference Protocol (V2) endpoints over an nnspec "
@@ -78,11 +91,13 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
     enforce_openapi(app)
     for router in ROUTERS:
         app.include_router(router)
-    # Middleware, innermost first: the fast path, then the body limit, then metrics around everything.
+    # Middleware, innermost first: the fast path, the body limit, CORS and the Host allowlist when
+    # configured (security), then metrics around everything.
     fast_routes = routes_v1.router.fast_routes + routes_v2.router.fast_routes
     app.add_middleware(FastPathMiddleware, routes=fast_routes if fast_path else [])
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
                        body_timeout=settings.body_timeout)
+    add_security_middleware(app, settings)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

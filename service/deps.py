@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the app state, the API key guard and model leases."""
+"""FastAPI dependencies: the app state, the two guards (API key, admin key), body types and model leases."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, AsyncIterator, Iterator
 
 from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
 
 from .errors import ApiError
 from .metrics import Metrics
@@ -15,6 +16,7 @@ from .settings import Settings
 from .store import ModelLease, ModelStore
 
 MODEL_SCOPE_KEY = "nnspec.model"  # (name, version) for the metrics middleware
+JSON, BINARY, MULTIPART = "application/json", "application/octet-stream", "multipart/form-data"
 
 
 @dataclass
@@ -25,6 +27,7 @@ class ServingState:
     store: ModelStore
     metrics: Metrics
     api_key: str | None
+    admin_key: str | None
 
 
 def serving_state(request: Request) -> ServingState:
@@ -40,17 +43,56 @@ async def get_state(request: Request) -> ServingState:
 State = Annotated[ServingState, Depends(get_state)]
 
 
+def _demand_bearer(request: Request, key: str, what: str) -> None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        raise ApiError(401, f"missing or wrong {what}", {"WWW-Authenticate": "Bearer"})
+
+
 async def require_api_key(request: Request) -> None:
     """The guard of every model route: with an API key configured, demand `Authorization: Bearer <key>`.
 
     `ModelRouter` adds it to each of its routes, and the fast path calls it before each handler.
     """
     key = serving_state(request).api_key
-    if key is None:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-        raise ApiError(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
+    if key is not None:
+        _demand_bearer(request, key, "API key")
+
+
+async def require_admin_key(request: Request) -> None:
+    """The guard of repository control: 403 unless `--model-control explicit`, then demand the admin key.
+
+    `AdminRouter` adds it to each of its routes. The API key does not pass it.
+    """
+    state = serving_state(request)
+    if state.settings.model_control != "explicit":
+        raise ApiError(403, f"repository control is off (--model-control {state.settings.model_control})")
+    _demand_bearer(request, state.admin_key, "admin key")  # Settings refuse explicit control without a key
+
+
+class BodyTypes:
+    """The Content-Types a POST route takes, as a dependency: any other is 415; none given means the route's own.
+
+    A web page can POST text/plain, form-urlencoded or multipart across origins without a CORS
+    preflight; refusing those types shuts that door (tritonclient.http sends no Content-Type, its
+    asyncio client application/octet-stream). One header lookup: the fast path calls it too.
+    """
+
+    def __init__(self, *media_types: str):
+        self._accepted = frozenset(media_type.encode() for media_type in media_types)
+        self._refusal = "Content-Type must be " + " or ".join(media_types)
+
+    async def __call__(self, request: Request) -> None:
+        for key, value in request.scope["headers"]:
+            if key == b"content-type":
+                if value not in self._accepted and value.partition(b";")[0].strip().lower() not in self._accepted:
+                    raise ApiError(415, self._refusal)
+                return
+
+
+def accepts(*media_types: str) -> DependsParam:
+    """Declare the request Content-Types of a POST route: `dependencies=[accepts(JSON, BINARY)]`."""
+    return Depends(BodyTypes(*media_types))
 
 
 @contextlib.contextmanager

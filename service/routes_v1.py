@@ -14,7 +14,7 @@ from starlette.responses import Response
 from nnspec.preprocessing import InputError, PixelBudgetError
 from nnspec.runtime.session import ModelSession
 
-from .deps import LatestModel, State, leased_model
+from .deps import MULTIPART, LatestModel, State, accepts, leased_model
 from .errors import ApiError
 from .payloads import OFFLOAD_BYTES, check_rows, json_response, request_body
 from .routing import ModelRouter
@@ -94,7 +94,8 @@ async def predict_version(request: Request, name: str, version: str) -> Response
     return await _predict(request, name, version)
 
 
-@router.post("/v1/models/{name}:classify", response_model=PredictResponse, summary="Classify image files")
+@router.post("/v1/models/{name}:classify", response_model=PredictResponse, summary="Classify image files",
+             dependencies=[accepts(MULTIPART)])
 async def classify(lease: LatestModel, state: State,
                    files: Annotated[list[UploadFile], File(description="image files (PNG, JPEG, ...)")]) -> Response:
     """Decode, convert and resize each image as the manifest says, then predict."""

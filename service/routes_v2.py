@@ -22,10 +22,10 @@ from nnspec.runtime.repository import RepositoryError, check_name, triton_config
 from nnspec.preprocessing import InputError
 from nnspec.runtime.session import ModelSession
 
-from .deps import State, leased_model
+from .deps import BINARY, JSON, State, accepts, leased_model
 from .errors import ApiError, hide_paths
 from .payloads import check_rows, json_object, json_response, parse_body, request_body
-from .routing import ModelRouter
+from .routing import AdminRouter, ModelRouter
 from .schemas import (ErrorResponse, InferRequest, InferResponse, ModelMetadata, RepositoryEntry,
                       ServerMetadata, json_body)
 from .store import ModelLease
@@ -36,6 +36,10 @@ _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 408, 413, 
 
 health = APIRouter(tags=["V2 health"], responses=_ERRORS)  # open, like Triton's health endpoints
 router = ModelRouter(tags=["Open Inference Protocol (V2)"], responses=_ERRORS)
+admin = AdminRouter(tags=["Open Inference Protocol (V2)"], responses=_ERRORS)  # repository load and unload
+# Request bodies of infer and the repository routes: JSON, or the binary tensor extension's
+# application/octet-stream, which tritonclient.http.aio also sends for JSON bodies.
+TRITON_BODIES = [accepts(JSON, BINARY)]
 
 
 # --- health and metadata ----------------------------------------------------------------------
@@ -361,7 +365,7 @@ async def _infer(request: Request, name: str, version: str | None = None) -> Res
         return _infer_response(lease, parsed, outputs, await lease.infer(x))
 
 
-_INFER_DOC = dict(response_model=InferResponse, openapi_extra=json_body(InferRequest))
+_INFER_DOC = dict(response_model=InferResponse, openapi_extra=json_body(InferRequest), dependencies=TRITON_BODIES)
 
 
 @router.inference("/v2/models/{name}/infer", summary="Infer", **_INFER_DOC)
@@ -392,7 +396,8 @@ async def _optional_json(request: Request) -> dict:
     return json_object(body)
 
 
-@router.post("/v2/repository/index", response_model=list[RepositoryEntry], summary="Repository index")
+@router.post("/v2/repository/index", response_model=list[RepositoryEntry], summary="Repository index",
+             dependencies=TRITON_BODIES)
 async def repository_index(request: Request, state: State) -> Response:
     """An entry per loaded or failed version (with the reason), one per other model in the repository;
     `{"ready": true}` lists only loaded versions."""
@@ -405,7 +410,7 @@ async def repository_index(request: Request, state: State) -> Response:
     return json_response(entries)
 
 
-@router.post("/v2/repository/models/{name}/load", summary="Load or reload a model")
+@admin.post("/v2/repository/models/{name}/load", summary="Load or reload a model", dependencies=TRITON_BODIES)
 async def load_model(name: str, request: Request, state: State) -> Response:
     """(Re)load the model's newest versions that load; 400 names those that failed. Requests in flight finish."""
     payload = await _optional_json(request)
@@ -421,7 +426,7 @@ async def load_model(name: str, request: Request, state: State) -> Response:
     return json_response({"name": name, "versions": [str(v) for v in versions]})
 
 
-@router.post("/v2/repository/models/{name}/unload", summary="Unload a model")
+@admin.post("/v2/repository/models/{name}/unload", summary="Unload a model", dependencies=TRITON_BODIES)
 async def unload_model(name: str, request: Request, state: State) -> Response:
     """Stop serving the model and forget its load failures; requests in flight finish."""
     await _optional_json(request)

@@ -1,14 +1,21 @@
 """How routes are declared and how inference routes skip FastAPI's routing.
 
-Every route that touches a model is declared on a `ModelRouter`, so every one has the same guard
-(`require_api_key`). An inference route is declared with `ModelRouter.inference`, which registers
-the FastAPI route and records it for the fast path in one act, so the fast path cannot lose a route.
+Every route that touches a model or the repository is declared on a guarded router, and each kind
+of router has exactly one guard, added to every one of its routes:
 
-The fast path (`FastPathMiddleware`): a POST matching an inference route's own path regex is handed
-straight to the route's endpoint, after the same guard, skipping Starlette routing and FastAPI's
-parameter and dependency resolution (which cost about as much as the rest of a small request).
-Errors are answered by the same `error_response`; the route stays registered in FastAPI (OpenAPI,
-other methods and `root_path` deployments go through FastAPI).
+* `ModelRouter`: `require_api_key` (metadata, inference, the repository index);
+* `AdminRouter`: `require_admin_key` (repository load and unload; 403 unless `--model-control explicit`).
+
+A POST route also checks its request Content-Type (`deps.BodyTypes`, 415): JSON unless the route
+declares otherwise with `dependencies=[accepts(...)]`.
+
+An inference route is declared with `ModelRouter.inference`, which registers the FastAPI route and
+records it for the fast path in one act, so the fast path cannot lose a route. The fast path
+(`FastPathMiddleware`): a POST matching an inference route's own path regex is handed straight to
+the route's endpoint, after the route's own dependencies (its guard, then its body types), skipping
+Starlette routing and FastAPI's parameter and dependency resolution (which cost about as much as the
+rest of a small request). Errors are answered by the same `error_response`; the route stays
+registered in FastAPI (OpenAPI, other methods and `root_path` deployments go through FastAPI).
 """
 
 from __future__ import annotations
@@ -21,17 +28,42 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .deps import require_api_key
+from .deps import JSON, BodyTypes, accepts, require_admin_key, require_api_key
 from .errors import ApiError, error_response
+from .schemas import ErrorResponse
 
 Endpoint = Callable[..., Awaitable[Response]]
+Check = Callable[[Request], Awaitable[None]]
 
 
-class ModelRouter(APIRouter):
-    """Routes guarded by the API key; `inference` routes are also served by the fast path."""
+class GuardedRouter(APIRouter):
+    """Routes that all carry the router's one `guard`; a POST route also checks its body's Content-Type."""
+
+    guard: Check
+    guard_statuses: tuple[int, ...]
 
     def __init__(self, **kwargs: Any):
-        super().__init__(dependencies=[Depends(require_api_key)], **kwargs)
+        responses = {code: {"model": ErrorResponse} for code in self.guard_statuses} | kwargs.pop("responses", {})
+        super().__init__(dependencies=[Depends(type(self).guard)], responses=responses, **kwargs)
+
+    def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        """Add a route; a POST route that declares no body types takes JSON."""
+        dependencies = list(kwargs.pop("dependencies", None) or ())
+        if "POST" in (kwargs.get("methods") or ()):
+            if not any(isinstance(d.dependency, BodyTypes) for d in dependencies):
+                dependencies.append(accepts(JSON))
+            kwargs["responses"] = {415: {"model": ErrorResponse}} | (kwargs.get("responses") or {})
+        super().add_api_route(path, endpoint, dependencies=dependencies, **kwargs)
+
+
+class ModelRouter(GuardedRouter):
+    """Routes guarded by the API key; `inference` routes are also served by the fast path."""
+
+    guard = staticmethod(require_api_key)
+    guard_statuses = (401,)
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
         self.fast_routes: list[APIRoute] = []
 
     def inference(self, path: str, **kwargs: Any) -> Callable[[Endpoint], Endpoint]:
@@ -46,23 +78,37 @@ class ModelRouter(APIRouter):
         return register
 
 
+class AdminRouter(GuardedRouter):
+    """Repository control, guarded by the admin key (and off unless `--model-control explicit`)."""
+
+    guard = staticmethod(require_admin_key)
+    guard_statuses = (401, 403)
+
+
+def _checks(route: APIRoute) -> tuple[Check, ...]:
+    # The route's dependencies in FastAPI's order: the router's guard, then the body types.
+    # Inference routes declare only such request-only checks; their endpoints take the rest themselves.
+    return tuple(dependency.dependency for dependency in route.dependencies)
+
+
 class FastPathMiddleware:
-    """Serves a POST to one of `routes` by calling the guard and the route's endpoint directly."""
+    """Serves a POST to one of `routes` by calling the route's checks and its endpoint directly."""
 
     def __init__(self, app: ASGIApp, routes: list[APIRoute]):
         self.app = app
-        self.routes = [(route, route.path_regex.match, route.endpoint) for route in routes]
+        self.routes = [(route, route.path_regex.match, _checks(route), route.endpoint) for route in routes]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             path = scope["path"]
-            for route, match, endpoint in self.routes:
+            for route, match, checks, endpoint in self.routes:
                 found = match(path)
                 if found:
                     scope["route"] = route  # as Starlette's router would set it
                     request = Request(scope, receive)
                     try:
-                        await require_api_key(request)
+                        for check in checks:
+                            await check(request)
                         response = await endpoint(request, **found.groupdict())
                     except ApiError as exc:
                         response = error_response(exc.status, exc.message, exc.headers)

@@ -152,3 +152,35 @@ def test_cli_predict_json_csv_npy(tmp_path):
     assert missing.returncode == 2 and "no version" in missing.stderr
     shape = run("iris", str(tmp_path / "t.csv"), "--repo", str(repo))
     assert shape.returncode == 2 and "Traceback" not in shape.stderr
+
+
+def test_tritonclient_asyncio_and_control_off_by_default(server):
+    """tritonclient.http.aio sends every body as application/octet-stream; load/unload are off by default."""
+    import asyncio
+
+    import tritonclient.http as triton
+    import tritonclient.http.aio as aio
+    from tritonclient.utils import InferenceServerException
+
+    _, port = server
+    auth = {"Authorization": "Bearer k3y"}
+    x = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+
+    async def main():
+        client = aio.InferenceServerClient(f"127.0.0.1:{port}")
+        try:
+            for binary in (True, False):
+                tensor = aio.InferInput("input", list(x.shape), "FP32")
+                tensor.set_data_from_numpy(x, binary_data=binary)
+                result = await client.infer("iris", [tensor], headers=dict(auth))  # infer() adds headers to it
+                np.testing.assert_array_equal(result.as_numpy("class_index"), fx.reference("iris", x)["class_index"])
+            assert [m["name"] for m in await client.get_model_repository_index(headers=auth)] == ["credit", "iris"]
+            with pytest.raises(InferenceServerException, match=r"repository control is off \(--model-control none\)"):
+                await client.unload_model("iris", headers=auth)
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+    with pytest.raises(InferenceServerException, match="repository control is off"):
+        triton.InferenceServerClient(f"127.0.0.1:{port}").load_model("iris", headers=auth)
+    assert triton.InferenceServerClient(f"127.0.0.1:{port}").is_model_ready("iris")

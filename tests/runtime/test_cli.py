@@ -33,3 +33,9 @@ def test_predict_with_a_folder_that_is_no_model_names_it(h, tmp_path):
 def test_serve_names_the_bad_option(h, tmp_path):
     result = h.cli(["serve", tmp_path, "--max-body-mb", "-1"])
     assert result.exit_code == 2 and result.stderr == "error: --max-body-mb: Input should be greater than 0\n"
+
+
+def test_serve_refuses_a_port_outside_1_to_65535(h, tmp_path):
+    for port in ("0", "99999"):
+        result = h.cli(["serve", tmp_path, "--port", port])
+        assert result.exit_code == 2 and "Invalid value for '--port'" in result.output, result.output

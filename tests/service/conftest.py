@@ -37,3 +37,19 @@ def client(tmp_path_factory):
     repo = fx.build_repo(tmp_path_factory.mktemp("models"))
     with make_client(repo) as c:
         yield c
+
+
+ADMIN_KEY = "admin-s3cret"
+
+
+@pytest.fixture
+def control_client_for(monkeypatch):
+    """`control_client_for(repo, **settings)`: a TestClient with repository control on that sends the admin key."""
+    monkeypatch.setenv("TEST_NNSPEC_ADMIN_KEY", ADMIN_KEY)
+
+    def make(repo, **settings) -> TestClient:
+        client = make_client(repo, **{"model_control": "explicit", "admin_key_env": "TEST_NNSPEC_ADMIN_KEY"} | settings)
+        client.headers["authorization"] = f"Bearer {ADMIN_KEY}"
+        return client
+
+    return make

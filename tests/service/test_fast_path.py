@@ -47,6 +47,11 @@ REQUESTS = [
      {"inference-header-content-length": str(len(BINARY_HEADER))}),
     ("POST", "/v2/models/iris/infer", {"inputs": [V2_TENSOR]}, {"content-encoding": "gzip"}),
     ("POST", "/v2/models/nope/infer", {"inputs": [V2_TENSOR]}, {}),
+    ("POST", "/v2/models/iris/infer", {"inputs": [V2_TENSOR]}, {"content-type": "application/octet-stream"}),
+    ("POST", "/v2/models/iris/infer", {"inputs": [V2_TENSOR]}, {"content-type": "text/plain"}),
+    ("POST", "/v2/models/nope/infer", {"inputs": [V2_TENSOR]}, {"content-type": "text/plain"}),
+    ("POST", "/v1/models/iris:predict", {"instances": IRIS}, {"content-type": "application/x-www-form-urlencoded"}),
+    ("POST", "/v1/models/iris:predict", {"instances": IRIS}, {"content-type": "Application/JSON; charset=utf-8"}),
     ("GET", "/v2/models/iris/infer", None, {}),
 ]
 
@@ -111,21 +116,38 @@ def test_the_fast_path_serves_the_four_inference_routes():
     assert sorted(route.path for route in fast) == INFERENCE_ROUTES
 
 
-def test_every_model_route_has_the_api_key_guard(shared_repo, monkeypatch):
-    """One guard: every route of a ModelRouter demands the key (fast path or not); the other routers are open."""
-    from nnspec.service.routing import ModelRouter
+def test_every_route_has_exactly_its_routers_guard(shared_repo, monkeypatch):
+    """One guard per router kind: a ModelRouter route demands the API key (fast path or not) and an AdminRouter
+    route the admin key, neither key passing the other's guard; the other routers are open."""
+    from nnspec.service.routing import AdminRouter, ModelRouter
 
     monkeypatch.setenv("TEST_FAST_KEY", "k")
-    app = create_app(Settings(repository=shared_repo, intra_op_threads=1, api_key_env="TEST_FAST_KEY"))
-    statuses = {True: [], False: []}
+    monkeypatch.setenv("TEST_FAST_ADMIN", "a")
+    app = create_app(Settings(repository=shared_repo, intra_op_threads=1, api_key_env="TEST_FAST_KEY",
+                              model_control="explicit", admin_key_env="TEST_FAST_ADMIN"))
+    keys = {ModelRouter: "a", AdminRouter: "k", None: None}  # each guarded kind is given the other's key
+    statuses = {kind: [] for kind in keys}
     with TestClient(app) as client:
         for router in ROUTERS:
+            kind = type(router) if isinstance(router, (ModelRouter, AdminRouter)) else None
             for route in router.routes:
                 path = route.path_format.replace("{name}", "iris").replace("{version}", "1")
                 for method in route.methods:
-                    response = client.request(method, path, content=b"{}", headers={"content-type": "application/json"},
-                                              follow_redirects=False)
-                    statuses[isinstance(router, ModelRouter)].append((method, route.path, response.status_code))
-    guarded, open_ = statuses[True], statuses[False]
-    assert len(guarded) == 14 and all(status == 401 for _, _, status in guarded), guarded
-    assert len(open_) >= 7 and all(status != 401 for _, _, status in open_), open_
+                    for key in (None, keys[kind]):
+                        headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {key}"} if key else {})
+                        response = client.request(method, path, content=b"{}", headers=headers, follow_redirects=False)
+                        statuses[kind].append((method, route.path, key, response.status_code))
+    assert len(statuses[ModelRouter]) == 2 * 12 and all(s == 401 for *_, s in statuses[ModelRouter]), statuses[ModelRouter]
+    assert len(statuses[AdminRouter]) == 2 * 2 and all(s == 401 for *_, s in statuses[AdminRouter]), statuses[AdminRouter]
+    assert len(statuses[None]) >= 14 and all(s != 401 for *_, s in statuses[None]), statuses[None]
+
+
+def test_every_post_route_checks_its_content_type(shared_repo, control_client_for):
+    """A text/plain POST (what a web page's form can send) is 415 on every POST route, fast path or not."""
+    with control_client_for(shared_repo) as client:
+        posts = [route.path for router in ROUTERS for route in router.routes if "POST" in getattr(route, "methods", ())]
+        assert len(posts) == 8
+        for path in posts:
+            path = path.replace("{name}", "iris").replace("{version}", "1")
+            response = client.post(path, content=b"{}", headers={"content-type": "text/plain"})
+            assert response.status_code == 415, (path, response.text)

@@ -87,8 +87,8 @@ def polls(monkeypatch):
     return polls
 
 
-def test_load_under_load_switches_versions_with_zero_failures(repo, client_for):
-    with client_for(repo, max_versions=1) as client, hammered(client) as results:
+def test_load_under_load_switches_versions_with_zero_failures(repo, control_client_for):
+    with control_client_for(repo, max_versions=1) as client, hammered(client) as results:
         results.wait("1", n=10)
         fx.publish(repo, "housing", seed=2)
         assert client.post("/v2/repository/models/housing/load").json()["versions"] == ["2"]
@@ -108,8 +108,8 @@ def test_load_under_load_switches_versions_with_zero_failures(repo, client_for):
             np.testing.assert_allclose(outputs[0]["data"], expected, rtol=1e-5)
 
 
-def test_switch_without_unload_fails_nothing(repo, client_for):
-    with client_for(repo, max_versions=2) as client:
+def test_switch_without_unload_fails_nothing(repo, control_client_for):
+    with control_client_for(repo, max_versions=2) as client:
         with hammered(client) as results:
             for seed in (2, 3):
                 results.wait(str(seed - 1))  # the current version is answering
@@ -124,7 +124,7 @@ def test_switch_without_unload_fails_nothing(repo, client_for):
 
 
 def test_polling_picks_up_new_versions_and_models(repo, client_for, polls):
-    with client_for(repo, poll_seconds=0.05) as client:
+    with client_for(repo, model_control="poll", poll_seconds=0.05) as client:
         assert "housing" in client.get("/v1/models").json()["models"]
         fx.publish(repo, "iris", seed=4)
         (repo / "housing").rename(repo / ".housing-removed")
@@ -136,7 +136,8 @@ def test_polling_picks_up_new_versions_and_models(repo, client_for, polls):
 def test_polling_retries_a_broken_model_only_once_its_folder_changes(repo, client_for, caplog, polls):
     fx.publish(repo, "iris", version=2)
     (repo / "iris" / "2" / "model.onnx").write_bytes(b"not onnx")
-    with caplog.at_level("ERROR", logger="nnspec.serve"), client_for(repo, poll_seconds=0.02, max_versions=1) as client:
+    with caplog.at_level("ERROR", logger="nnspec.serve"), client_for(repo, model_control="poll", poll_seconds=0.02,
+                                                                   max_versions=1) as client:
         polls.wait(10)
         attempts = [r for r in caplog.records if r.getMessage().startswith("cannot load iris")]
         assert len(attempts) == 1  # the startup load; the polls did not rebuild the same broken sessions

@@ -31,12 +31,11 @@ def test_body_limit_is_413_with_or_without_content_length(shared_repo, client_fo
         assert c.post("/v1/models/iris:predict", content=b"{}", headers={"content-length": "x"}).status_code == 400
 
 
-def test_api_key_guards_inference_and_repository_only(shared_repo, client_for, monkeypatch):
+def test_api_key_guards_model_routes_only(shared_repo, client_for, monkeypatch):
     monkeypatch.setenv("TEST_NNSPEC_KEY", "s3cret")
     with client_for(shared_repo, api_key_env="TEST_NNSPEC_KEY") as c:
         guarded = [("post", "/v1/models/iris:predict", PREDICT), ("get", "/v1/models", None),
-                   ("post", "/v2/repository/index", None), ("get", "/v2/models/iris", None),
-                   ("post", "/v2/repository/models/iris/load", None)]
+                   ("post", "/v2/repository/index", None), ("get", "/v2/models/iris", None)]
         for method, path, body in guarded:
             assert c.request(method, path, json=body).status_code == 401
             wrong = c.request(method, path, json=body, headers={"Authorization": "Bearer nope"})

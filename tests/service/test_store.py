@@ -21,7 +21,7 @@ def infer(client, model: str, version: str | None = None):
 
 
 @pytest.mark.slow
-def test_200_racing_load_unload_pairs_never_leave_a_dead_version(repo, client_for, monkeypatch):
+def test_200_racing_load_unload_pairs_never_leave_a_dead_version(repo, control_client_for, monkeypatch):
     fingerprint = store_module._fingerprint
 
     def slow_disk(folder):  # a stat that takes a millisecond (network disk) widens every load's race window
@@ -29,7 +29,7 @@ def test_200_racing_load_unload_pairs_never_leave_a_dead_version(repo, client_fo
         return fingerprint(folder)
 
     monkeypatch.setattr(store_module, "_fingerprint", slow_disk)
-    with client_for(repo) as client, traffic(client, ["iris"]) as seen:
+    with control_client_for(repo) as client, traffic(client, ["iris"]) as seen:
         together, answers = threading.Barrier(2, timeout=TIMEOUT), {"load": [], "unload": []}
 
         def control(action: str) -> None:
@@ -58,8 +58,8 @@ def _broken_only_repo(tmp_path):
     return repo
 
 
-def test_unloading_a_failed_model_clears_the_failure(tmp_path, client_for):
-    with client_for(_broken_only_repo(tmp_path)) as client:
+def test_unloading_a_failed_model_clears_the_failure(tmp_path, control_client_for):
+    with control_client_for(_broken_only_repo(tmp_path)) as client:
         assert client.get("/v2/health/ready").status_code == 503
         assert client.post("/v2/repository/models/iris/unload").status_code == 200
         assert client.get("/v2/health/ready").status_code == 200
@@ -70,25 +70,25 @@ def test_unloading_a_failed_model_clears_the_failure(tmp_path, client_for):
 
 def test_a_deleted_failed_model_is_forgotten_on_the_next_poll(tmp_path, client_for):
     repo = _broken_only_repo(tmp_path)
-    with client_for(repo, poll_seconds=0.02) as client:
+    with client_for(repo, model_control="poll", poll_seconds=0.02) as client:
         assert client.get("/v2/health/ready").status_code == 503
         shutil.rmtree(repo / "iris")
         wait_until(lambda: client.get("/v2/health/ready").status_code == 200, "ready after the folder is gone")
         assert [e["name"] for e in client.post("/v2/repository/index").json()] == ["housing"]
 
 
-def test_a_deleted_failed_model_is_forgotten_on_a_load_attempt(tmp_path, client_for):
+def test_a_deleted_failed_model_is_forgotten_on_a_load_attempt(tmp_path, control_client_for):
     repo = _broken_only_repo(tmp_path)
-    with client_for(repo) as client:
+    with control_client_for(repo) as client:
         shutil.rmtree(repo / "iris")
         assert client.post("/v2/repository/models/iris/load").status_code == 404
         assert client.get("/v2/health/ready").status_code == 200
         assert [e["name"] for e in client.post("/v2/repository/index").json()] == ["housing"]
 
 
-def test_the_index_shows_each_failed_version_with_a_reason_and_no_server_path(tmp_path, client_for):
+def test_the_index_shows_each_failed_version_with_a_reason_and_no_server_path(tmp_path, control_client_for):
     repo = _broken_only_repo(tmp_path)
-    with client_for(repo) as client:
+    with control_client_for(repo) as client:
         entry = index_of(client)[("iris", "1")]
         assert entry["state"] == "UNAVAILABLE" and "cannot load" in entry["reason"], entry
         assert "iris/1" in entry["reason"] and str(tmp_path) not in entry["reason"]
@@ -97,9 +97,9 @@ def test_the_index_shows_each_failed_version_with_a_reason_and_no_server_path(tm
 
 
 @pytest.mark.parametrize("max_versions", [1, 3])
-def test_a_broken_newest_version_leaves_the_newest_good_one_serving(repo, client_for, max_versions):
+def test_a_broken_newest_version_leaves_the_newest_good_one_serving(repo, control_client_for, max_versions):
     publish_truncated(repo, "iris")  # version 2
-    with client_for(repo, max_versions=max_versions) as client:
+    with control_client_for(repo, max_versions=max_versions) as client:
         assert client.get("/v2/models/iris").json()["versions"] == ["1"]
         assert infer(client, "iris").json()["model_version"] == "1"
         assert client.get("/v2/health/ready").status_code == 200  # every model has a servable version
@@ -113,9 +113,9 @@ def test_a_broken_newest_version_leaves_the_newest_good_one_serving(repo, client
         assert infer(client, "iris").json()["model_version"] == "1"
 
 
-def test_a_good_version_published_over_a_broken_one_is_served(repo, client_for):
+def test_a_good_version_published_over_a_broken_one_is_served(repo, control_client_for):
     publish_truncated(repo, "iris")  # version 2
-    with client_for(repo) as client:
+    with control_client_for(repo) as client:
         fx.publish(repo, "iris", seed=3)  # version 3
         assert client.post("/v2/repository/models/iris/load").status_code == 400  # 2 still fails
         assert client.get("/v2/models/iris").json()["versions"] == ["1", "3"]
@@ -126,19 +126,19 @@ def test_a_good_version_published_over_a_broken_one_is_served(repo, client_for):
                                    rtol=1e-5)
 
 
-def test_a_manifest_shape_that_contradicts_the_graph_is_a_load_error(tmp_path, client_for):
+def test_a_manifest_shape_that_contradicts_the_graph_is_a_load_error(tmp_path, control_client_for):
     repo = fx.build_repo(tmp_path / "models", names=("housing",))
     manifest = fx.manifest("iris") | {"input": {"name": "input", "dtype": "float32", "shape": [5]}}
     publish_version(repo, "iris", manifest, {"model.onnx": fx.build_onnx("iris")})  # the graph takes [batch, 4]
-    with client_for(repo) as client:
+    with control_client_for(repo) as client:
         assert client.get("/v2/health/ready").status_code == 503
         assert client.get("/v2/models/iris").status_code == 404
         reason = index_of(client)[("iris", "1")]["reason"]
         assert "input.shape [5]" in reason and "[batch, 4]" in reason, reason
 
 
-def test_a_served_version_overwritten_with_a_broken_model_keeps_serving(repo, client_for):
-    with client_for(repo) as client:
+def test_a_served_version_overwritten_with_a_broken_model_keeps_serving(repo, control_client_for):
+    with control_client_for(repo) as client:
         model = fx.build_onnx("iris")
         publish_version(repo, "iris", fx.manifest("iris"), {"model.onnx": model[:100]}, version=1, overwrite=True)
         assert client.post("/v2/repository/models/iris/load").status_code == 400

@@ -17,7 +17,7 @@ CHURNED = "credit"
 
 
 @pytest.mark.slow
-def test_loads_unloads_corrupt_versions_and_inference_interleaved(repo, client_for):
+def test_loads_unloads_corrupt_versions_and_inference_interleaved(repo, control_client_for):
     done, problems, lock = collections.Counter(), [], threading.Lock()
 
     def control(client, action: str, name: str, expected: set[int]) -> None:
@@ -34,11 +34,11 @@ def test_loads_unloads_corrupt_versions_and_inference_interleaved(repo, client_f
         except Exception as exc:  # a failed step ends its thread; the test reports it
             problems.append(repr(exc))
 
-    with client_for(repo, poll_seconds=0.05) as client, traffic(client, [*STAYING, CHURNED]) as seen:
+    with control_client_for(repo) as client, traffic(client, [*STAYING, CHURNED]) as seen:
         def load_churned():  # 400: a corrupt version is there right now
             control(client, "load", CHURNED, {200, 400})
 
-        def unload_churned():  # 404: already unloaded, and no poll has reloaded it yet
+        def unload_churned():  # 404: already unloaded, and not loaded again yet
             control(client, "unload", CHURNED, {200, 404})
 
         def corrupt():  # a truncated newest version appears, a load fails on it (400), then it disappears

@@ -100,8 +100,10 @@ def test_classify_errors(client):
     assert bad.status_code == 400 and bad.json()["error"].startswith("files[0]: not a decodable image")
     wrong_model = client.post("/v1/models/iris:classify", files=[("files", ("x.png", fx.png(np.zeros((8, 8)))))])
     assert wrong_model.status_code == 400 and "does not take images" in wrong_model.json()["error"]
-    missing = client.post("/v1/models/digits8:classify", data={"other": "1"})
+    missing = client.post("/v1/models/digits8:classify", files=[("other", ("o.txt", b"1"))])
     assert missing.status_code == 400 and "files" in missing.json()["error"]
+    form = client.post("/v1/models/digits8:classify", data={"files": "1"})  # urlencoded: what a web form sends
+    assert form.status_code == 415 and form.json()["error"] == "Content-Type must be multipart/form-data"
 
 
 def test_model_list_and_metadata(client):

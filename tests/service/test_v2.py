@@ -171,8 +171,8 @@ def test_unknown_model_and_version_are_404(client):
     assert client.get("/v2/models/nope").json() == {"error": "model 'nope' is not loaded"}
 
 
-def test_repository_index_load_and_unload(repo, client_for):
-    with client_for(repo) as c:
+def test_repository_index_load_and_unload(repo, control_client_for):
+    with control_client_for(repo) as c:
         index = c.post("/v2/repository/index").json()
         assert {e["name"]: e["state"] for e in index} == dict.fromkeys(fx.MODELS, "READY")
         assert c.post("/v2/repository/models/iris/unload", json={"parameters": {"unload_dependents": False}}
@@ -193,11 +193,11 @@ def test_repository_index_load_and_unload(repo, client_for):
                       json={"parameters": {"config": "{}"}}).status_code == 400
 
 
-def test_a_broken_model_is_unavailable_not_fatal(repo, client_for):
+def test_a_broken_model_is_unavailable_not_fatal(repo, control_client_for):
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "nnspec.json").write_text(json.dumps(fx.manifest("iris") | {"name": "broken"}))
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"not onnx")
-    with client_for(repo) as c:
+    with control_client_for(repo) as c:
         assert c.get("/v2/health/ready").status_code == 503
         assert c.get("/v2/health/live").status_code == 200
         index = {e["name"]: e for e in c.post("/v2/repository/index").json()}
@@ -332,13 +332,13 @@ def test_every_503_carries_retry_after(repo, client_for):
     assert error_response(503, "queue full").headers["retry-after"] == "1"
 
 
-def test_errors_never_show_server_paths(repo, client_for):
+def test_errors_never_show_server_paths(repo, control_client_for):
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "nnspec.json").write_text(json.dumps(fx.manifest("iris") | {"name": "broken"}))
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"not onnx")
     fx.publish(repo, "iris", version=2)
     (repo / "iris" / "2" / "nnspec.json").write_text("{")
-    with client_for(repo) as c:
+    with control_client_for(repo) as c:
         answers = [c.post("/v2/repository/index").text, c.post("/v2/repository/models/broken/load").text,
                    c.post("/v2/repository/models/iris/load").text, c.get("/v2/health/ready").text]
     for text in answers:
