@@ -106,3 +106,12 @@ def test_served_missing_values_and_unseen_categories():
     with pytest.raises(InputError, match=r"instances\[0\]\[1\]: feature 'shape': missing value, and the training data had none in this column"):
         strict.encode_instances([[1, None]])
 
+
+def test_training_columns_with_gaps_encode_like_served_rows(tmp_path):
+    pd.DataFrame({"age": [30, None, 25, 40], "color": ["red", "blue", None, "red"], "y": ["a", "b", "a", "b"]}).to_csv(tmp_path / "t.csv", index=False)
+    raw = CsvSource(type="csv", path="t.csv", target="y").load(tmp_path, "classification")
+    assert raw.features[1]["categories"] == ["blue", "red", None]
+    np.testing.assert_array_equal(raw.x, [[30, 0, 1, 0], [np.nan, 1, 0, 0], [25, 0, 0, 1], [40, 0, 1, 0]])
+    served = TableEncoder(raw.features).encode_instances([{"age": 30, "color": "red"}, {"age": None, "color": "blue"},
+                                                          {"age": 25}, {"age": 40, "color": "red"}])
+    np.testing.assert_array_equal(served, raw.x)
