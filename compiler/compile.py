@@ -10,7 +10,7 @@ from .spec import Spec
 
 def compile_model(spec: Spec, info: DataInfo):
     """The network as an nn.Sequential taking (batch, *model input shape)."""
-    return build_chain(spec.model.layers, spec.model.input_shape(info.shape), spec.model.init)[0]
+    return build_chain(spec.model.layers, spec.model.input_shape(info.net_shape), spec.model.init)[0]
 
 
 def summarize(spec: Spec, info: DataInfo) -> dict:
@@ -31,5 +31,5 @@ def summarize(spec: Spec, info: DataInfo) -> dict:
             shape = out
         return total
 
-    total = walk(spec.model.layers, spec.model.input_shape(info.shape), ("model", "layers"), spec.model.init)
-    return {"input_shape": list(spec.model.input_shape(info.shape)), "layers": rows, "total_params": total}
+    total = walk(spec.model.layers, spec.model.input_shape(info.net_shape), ("model", "layers"), spec.model.init)
+    return {"input_shape": list(spec.model.input_shape(info.net_shape)), "layers": rows, "total_params": total}

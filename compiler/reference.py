@@ -10,7 +10,7 @@ from pydantic_core import PydanticUndefined
 
 from .augmentation import AugmentationSpec
 from .base import type_tag, union_members
-from .data import DataSource
+from .data import DataSource, MissingSpec
 from .layers import LAYER_CLASSES
 from .losses import LossSpec
 from .optimizers import OptimizerSpec
@@ -89,6 +89,7 @@ def reference_markdown() -> str:
              "a test keeps it current. Unknown keys are errors everywhere.", ""]
     lines += ["## Sections", ""]
     for title, model in (("top level", Spec), ("data", DataSpec), ("data.split", SplitSpec), ("data.preprocessing", PreprocessingSpec),
+                         ("data.preprocessing.missing", MissingSpec),
                          ("model", ModelSpec), ("model.input", InputSpec), ("model.init (and any layer's init)", InitSpec),
                          ("training", TrainingSpec), ("training.regularization", RegularizationSpec),
                          ("training.early_stopping", EarlyStoppingSpec), ("export", ExportSpec), ("serving", ServingSpec)):

@@ -20,10 +20,10 @@ def check_rules(spec: Spec, info: DataInfo) -> list[tuple]:
     out: list[tuple] = []
     task, tr = spec.task, spec.training
 
-    shape = spec.model.input_shape(info.shape)
-    if math.prod(shape) != math.prod(info.shape):
-        out.append((("model", "input", "shape"), f"the data's samples have shape {shape_text(info.shape)} "
-                    f"({math.prod(info.shape)} values), which cannot be reshaped to {shape_text(shape)}", None))
+    shape = spec.model.input_shape(info.net_shape)
+    if math.prod(shape) != math.prod(info.net_shape):
+        out.append((("model", "input", "shape"), f"the data's samples have shape {shape_text(info.net_shape)} "
+                    f"({math.prod(info.net_shape)} values), which cannot be reshaped to {shape_text(shape)}", None))
     else:
         try:
             final = chain_shapes(spec.model.layers, shape, ("model", "layers"))
@@ -68,7 +68,7 @@ def check_rules(spec: Spec, info: DataInfo) -> list[tuple]:
     for path, name in watched:
         if name not in valid:
             out.append((path, f"unknown metric '{name}' for a {task} task{did_you_mean(name, valid)}; valid: {', '.join(valid)}", None))
-    if watched and spec.data.split.validation == 0:
+    if watched and spec.data.split.validation == 0 and "validation" not in info.fixed:
         out.append((("data", "split", "validation"), "monitoring a validation metric needs a validation split > 0", None))
 
     if tr.scheduler is not None and tr.scheduler.warmup_epochs >= tr.epochs:
@@ -80,11 +80,34 @@ def check_rules(spec: Spec, info: DataInfo) -> list[tuple]:
     for i, aug in enumerate(tr.augmentation):
         if aug.needs_image and len(shape) != 3:
             out.append((("training", "augmentation", i), f"{aug.type} needs image inputs (C, H, W), the model's input is {shape_text(shape)}", None))
-    split = spec.data.split
-    # the default is allowed, so that a resolved spec (every default written out) validates again
-    if info.own_test and "test" in split.model_fields_set and split.test != type(split).model_fields["test"].default:
-        source = getattr(spec.data.source, "name", "the data source")
-        out.append((("data", "split", "test"), f"{source} brings its own test set ({info.own_test} samples); remove split.test", None))
+    out += _fixed_split_rules(spec, info)
+    out += _missing_rules(spec)
     if tr.precision == "fp16" and tr.device in ("cpu", "mps"):
         out.append((("training", "precision"), f"fp16 autocast needs a CUDA device, training.device is '{tr.device}'; use bf16 or fp32", None))
     return out
+
+
+def _fixed_split_rules(spec: Spec, info: DataInfo) -> list[tuple]:
+    """A split the source brings itself (a test_path, x_test/y_test, a test/ folder, mnist1d's test set)
+    and a fraction for it in data.split: both lines are pointed at."""
+    out = []
+    split = spec.data.split
+    for name, fixed in info.fixed.items():
+        # the default is allowed, so that a resolved spec (every default written out) validates again
+        if name in split.model_fields_set and getattr(split, name) != type(split).model_fields[name].default:
+            out.append((("data", "split", name), f"{fixed.by} brings its own {name} set ({fixed.samples} samples); remove split.{name}", None))
+            if fixed.key:
+                out.append((("data", "source", fixed.key), f"gives the {name} set ({fixed.samples} samples), so data.split.{name} "
+                                                            "must stay unset; remove one of them", None))
+    return out
+
+
+def _missing_rules(spec: Spec) -> list[tuple]:
+    """numeric: constant needs its fill_value, and only it takes one."""
+    missing = spec.data.preprocessing.missing
+    at = ("data", "preprocessing", "missing")
+    if missing.numeric == "constant" and missing.fill_value is None:
+        return [(at + ("numeric",), "constant fills gaps with fill_value; set data.preprocessing.missing.fill_value", None)]
+    if missing.numeric != "constant" and missing.fill_value is not None:
+        return [(at + ("fill_value",), f"only numeric: constant uses fill_value (numeric is {missing.numeric})", None)]
+    return []

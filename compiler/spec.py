@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from .augmentation import AugmentationSpec
 from .base import NonNegativeFloat, PositiveFloat, PositiveInt, Probability, StrictModel
-from .data import DataSource
+from .data import DataInfo, DataSource, PreprocessingSpec, RawData
 from .layers import InitSpec, LayerSpec
 from .losses import LossSpec
 from .optimizers import AdamSpec, OptimizerSpec
@@ -20,8 +21,8 @@ Task = Literal["classification", "binary", "regression"]
 class SplitSpec(StrictModel):
     """How samples are divided into train, validation and test (seeded)."""
 
-    validation: Probability = Field(0.15, description="Share of all samples held out for validation metrics, early stopping and plateau schedules; 0 means no validation split, and validation + test must stay below 1.")
-    test: Probability = Field(0.15, description="Share of all samples held out for the final test metrics; sources with their own test set (mnist1d) use that instead, so leave it unset there.")
+    validation: Probability = Field(0.15, description="Share of all samples held out for validation metrics, early stopping and plateau schedules; 0 means no validation split, and validation + test must stay below 1; sources with their own validation set (validation_path, x_val/y_val, a val/ folder) use that instead.")
+    test: Probability = Field(0.15, description="Share of all samples held out for the final test metrics; sources with their own test set (mnist1d, test_path, x_test/y_test, a test/ folder) use that instead, so leave it unset there.")
     stratify: bool = Field(False, description="Keep each class's share of samples equal across train, validation and test; classification and binary tasks only.")
     seed: int = Field(0, description="Random seed of the split, separate from training.seed, so the same samples stay held out when training settings change.")
 
@@ -32,19 +33,20 @@ class SplitSpec(StrictModel):
         return self
 
 
-class PreprocessingSpec(StrictModel):
-    """Input normalization fitted on the training split (and kept in the export)."""
-
-    normalize: Literal["standardize", "minmax", "none"] = Field("standardize", description="Input scaling fitted on the training split and built into the export: standardize (zero mean, unit variance), minmax (0..1) or none; per input value, per channel for images.")
-    normalize_target: bool = Field(False, description="Regression only: standardize the targets for training; the export undoes it, so predictions come out in the data's own units.")
-
-
 class DataSpec(StrictModel):
     """Where samples come from and how they are split and normalized."""
 
     source: DataSource = Field(description="Where the samples come from; `type` selects the kind of source.")
     split: SplitSpec = Field(SplitSpec(), description="How the samples are divided into train, validation and test.")
-    preprocessing: PreprocessingSpec = Field(PreprocessingSpec(), description="Normalization of inputs (and regression targets), fitted on the training split only.")
+    preprocessing: PreprocessingSpec = Field(PreprocessingSpec(), description="Normalization of inputs (and regression targets) and missing-value fills, fitted on the training split only.")
+
+    def describe(self, base: Path, task: str) -> DataInfo:
+        """What the source tells about itself (shape, labels, features), read as preprocessing says."""
+        return self.source.describe(base, task, self.preprocessing)
+
+    def load(self, base: Path, task: str) -> RawData:
+        """Every sample, read as preprocessing says (missing values, unknown categories)."""
+        return self.source.load(base, task, self.preprocessing)
 
 
 class InputSpec(StrictModel):

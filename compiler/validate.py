@@ -160,8 +160,9 @@ def apply_overrides(data: Any, positions: Positions, overrides: list[str]) -> No
 def _absolute_paths(data: Any, base: Path) -> None:
     """Data paths are relative to the spec's folder; make them absolute so a run folder can reuse the spec."""
     source = data.get("data", {}).get("source") if isinstance(data, dict) and isinstance(data.get("data"), dict) else None
-    if isinstance(source, dict) and isinstance(source.get("path"), str):
-        source["path"] = str((base / source["path"]).resolve())
+    for key in ("path", "validation_path", "test_path"):
+        if isinstance(source, dict) and isinstance(source.get(key), str):
+            source[key] = str((base / source[key]).resolve())
 
 
 def validate_data(data: Any, positions: Positions, base: Path) -> tuple[Spec, DataInfo]:
@@ -174,9 +175,9 @@ def validate_data(data: Any, positions: Positions, base: Path) -> tuple[Spec, Da
     except ValidationError as e:
         raise SpecError(validation_issues(e, data, positions)) from None
     try:
-        info = spec.data.source.describe(base, spec.task)
+        info = spec.data.describe(base, spec.task)
     except DataError as e:
-        raise SpecError([positions.issue(("data", "source") + ((e.field,) if e.field else ()), e.message)]) from None
+        raise SpecError([positions.issue(e.path, e.message)]) from None
     issues = [positions.issue(path, message, layer_type=layer_type) for path, message, layer_type in check_rules(spec, info)]
     if issues:
         raise SpecError(issues)

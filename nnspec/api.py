@@ -18,7 +18,7 @@ def compile_model(spec):
     """The spec's network as a torch module taking (batch, *model input shape)."""
     from nnspec.compiler.compile import compile_model as build
 
-    return build(spec, spec.data.source.describe(Path.cwd(), spec.task))
+    return build(spec, spec.data.describe(Path.cwd(), spec.task))
 
 
 def train(spec, **options):

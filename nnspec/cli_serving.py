@@ -14,7 +14,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 
 from nnspec.cli_common import fail
-from nnspec.preprocessing import IMAGE_SUFFIXES
+from nnspec.preprocessing import IMAGE_SUFFIXES, MISSING_CELLS
 
 
 class ModelControl(str, Enum):
@@ -140,7 +140,9 @@ def _csv_instances(file: Path, session) -> list:
                     value = row[name]
                     if value is None:  # csv.DictReader's filler for a row shorter than the header
                         _fail(f"{file}:{i + 2}: column {name!r}: missing (the row has fewer fields than the header)")
-                    if feature.get("type") != "categorical":
+                    if value in MISSING_CELLS:  # an empty cell (or NA) is a missing value, as training read it
+                        value = None
+                    elif feature.get("type") != "categorical":
                         try:
                             value = float(value)
                         except ValueError:

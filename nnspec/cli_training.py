@@ -32,7 +32,7 @@ def _progress(quiet: bool):
 
 
 def print_metrics(summary: dict) -> None:
-    """A table of the validation and test metrics."""
+    """A table of the validation and test metrics, and how each split was made."""
     from rich.console import Console
     from rich.table import Table
 
@@ -44,7 +44,17 @@ def print_metrics(summary: dict) -> None:
     for split in ("validation", "test"):
         if summary.get(split):
             table.add_row(split, *[f"{summary[split][n]:.4f}" if n in summary[split] else "" for n in names])
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for split, made in (summary.get("splits") or {}).items():  # under the table: a column would squeeze the metrics
+        console.print(f"{split}: {made}", markup=False, highlight=False)
+
+
+def _note_printer(progress):
+    """Lines about the data on stderr (above a running progress bar), never on stdout."""
+    if progress is not None:
+        return lambda line: progress.console.print(line, markup=False, highlight=False)
+    return lambda line: typer.echo(line, err=True)
 
 
 def train(
@@ -78,7 +88,7 @@ def train(
         try:
             if progress:
                 progress.start()
-            result = run_training(parsed, runs_dir=runs_dir, resume=resume, on_epoch=on_epoch)
+            result = run_training(parsed, runs_dir=runs_dir, resume=resume, on_epoch=on_epoch, on_note=_note_printer(progress))
         finally:
             if progress:
                 progress.stop()

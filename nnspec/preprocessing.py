@@ -96,7 +96,13 @@ def check_pixel_budget(images: list[bytes], budget: int, path: str = "images") -
                                                    f"budget of {budget} pixels per request")
 
 
-# --- tables -----------------------------------------------------------------------------------
+# --- tables ---------------------------------------------------------------------------------
+
+# The cells pandas' read_csv reads as missing by default, so that `nnspec predict` reads a CSV row's
+# gaps as training read them (a test keeps this equal to pandas' own list).
+MISSING_CELLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                           "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+
 
 def category_text(value: object) -> str | None:
     """A raw value as a category: strings as they are, integers and booleans as a training column
@@ -113,45 +119,99 @@ def finite_float32(value: object) -> bool:
     return abs(value) <= 3.4e38
 
 
+def _missing_entry(feature: dict, missing: Mapping) -> dict:
+    """The manifest's `missing` entry of a column with gaps, for the spec's strategies (fills come from training)."""
+    if feature["type"] == "numeric":
+        strategy = missing["numeric"]
+        return {"strategy": strategy, "fill": missing["fill_value"] if strategy == "constant" else None,
+                "indicator": bool(missing["indicator"])}
+    strategy = missing["categorical"]
+    return {"strategy": strategy} if strategy == "missing_category" else {"strategy": strategy, "fill": None}
+
+
+def _lookup(feature: dict) -> dict | None:
+    """A categorical feature's {category text, or None for a missing value: one-hot offset}; None when numeric."""
+    if feature.get("type") != "categorical":
+        return None
+    lookup = {None if c is None else str(c): i for i, c in enumerate(feature["categories"])}
+    missing = feature.get("missing") or {}
+    if missing.get("strategy") == "most_frequent" and missing.get("fill") is not None:
+        lookup[None] = lookup[str(missing["fill"])]  # a missing value is the training split's most frequent category
+    return lookup
+
+
 class TableEncoder:
     """Table features -> float32 columns: a numeric feature is one column as it is, a categorical one
-    is one-hot over its training categories. `features` is the manifest's feature list."""
+    is one-hot over its training categories. `features` is the manifest's feature list.
+
+    Missing values: a numeric feature with a `missing` entry takes null (or a left-out key) as NaN, which
+    the exported graph fills; a categorical one maps it to its `null` category (missing_category) or to the
+    training split's most frequent category. `unknown: ignore` makes an unseen category an all-zero one-hot."""
 
     def __init__(self, features: list[dict]):
         self.features = features
         # (name, {category: column offset} or None for numeric), in tensor order
-        self.columns: list[tuple[str, dict[str, int] | None]] = [
-            (f["name"], {str(c): i for i, c in enumerate(f["categories"])} if f.get("type") == "categorical" else None)
-            for f in features]
+        self.columns: list[tuple[str, dict | None]] = [(f["name"], _lookup(f)) for f in features]
         self.names = [name for name, _ in self.columns]
-        self.width = sum(1 if cats is None else len(cats) for _, cats in self.columns)
+        widths = [1 if f.get("type") != "categorical" else len(f["categories"]) for f in features]
+        starts = np.cumsum([0, *widths]).tolist()
+        self.spans = list(zip(starts[:-1], starts[1:]))  # each feature's [start, stop) columns
+        self.width = starts[-1]
+        self.optional = {f["name"] for f in features if f.get("missing")}  # null or a left-out key is a missing value
+        self.ignore = {f["name"] for f in features if f.get("unknown") == "ignore"}
+
+    @property
+    def fillable(self) -> np.ndarray:
+        """(width,) bool: the columns where the exported graph replaces NaN (numeric features with gaps,
+        and the one-hot block of a most_frequent feature)."""
+        mask = np.zeros(self.width, dtype=bool)
+        for feature, (start, stop) in zip(self.features, self.spans):
+            if (feature.get("missing") or {}).get("strategy") not in (None, "missing_category"):
+                mask[start:stop] = True
+        return mask
 
     @classmethod
-    def fit(cls, columns: Mapping[str, np.ndarray]) -> "TableEncoder":
-        """Feature kinds and categories from training columns: numeric arrays stay numeric, string arrays
-        become categorical with their sorted distinct values."""
+    def fit(cls, columns: Mapping[str, np.ndarray], gaps=frozenset(), missing: Mapping | None = None,
+            unknown: str = "error") -> "TableEncoder":
+        """Feature kinds and categories from training columns: numeric arrays stay numeric, others (strings,
+        None where missing) become categorical with their sorted distinct values. `gaps` names the columns
+        with missing values anywhere in the source, handled by `missing` (data.preprocessing.missing as a
+        mapping); `unknown` is data.preprocessing.unknown_category."""
         features = []
         for name, values in columns.items():
             if values.dtype.kind in "iuf":
-                features.append({"name": name, "type": "numeric"})
+                feature = {"name": name, "type": "numeric"}
             else:
-                features.append({"name": name, "type": "categorical", "categories": sorted(set(values.tolist()))})
+                feature = {"name": name, "type": "categorical", "categories": sorted(set(values.tolist()) - {None})}
+                if unknown != "error":
+                    feature["unknown"] = unknown
+            if name in gaps:
+                feature["missing"] = _missing_entry(feature, missing)
+                if feature["missing"]["strategy"] == "missing_category":
+                    feature["categories"].append(None)  # "missing" is a category of its own, the last one-hot column
+            features.append(feature)
         return cls(features)
 
     def encode_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Whole training columns (numeric, or strings as category_text spells them) -> (N, width) float32."""
+        """Whole training columns (numeric with NaN gaps, or strings as category_text spells them with None
+        gaps) -> (N, width) float32. Gaps of numeric and most_frequent features stay NaN (across the one-hot
+        block) for the imputation fitted on the training split; a category outside the training ones is all zero."""
         parts = []
-        for name, categories in self.columns:
+        for (name, _), feature in zip(self.columns, self.features):
             values = columns[name]
-            if categories is None:
+            if feature.get("type") != "categorical":
                 parts.append(values.astype(np.float32)[:, None])
-            else:
-                parts.append((values[:, None] == np.array(list(categories))[None, :]).astype(np.float32))
+                continue
+            block = (values[:, None] == np.array(feature["categories"], dtype=object)[None, :]).astype(np.float32)
+            if (feature.get("missing") or {}).get("strategy") == "most_frequent":
+                block[np.equal(values, None)] = np.nan
+            parts.append(block)
         return np.concatenate(parts, axis=1)
 
     def encode_instances(self, instances: list, path: str = "instances") -> np.ndarray:
         """JSON rows (objects of named features, or lists of raw values in feature order) -> (N, width)
-        float32, or an InputError naming the first bad value."""
+        float32, or an InputError naming the first bad value. null (or a left-out key) is a missing value,
+        taken where the feature had gaps in training."""
         out = np.zeros((len(instances), self.width), dtype=np.float32)
         names = self.names
         for i, instance in enumerate(instances):
@@ -160,10 +220,10 @@ class TableEncoder:
                 unknown = [k for k in instance if k not in names]
                 if unknown:
                     raise InputError(f"{where}.{unknown[0]}", f"unknown feature; expected {names}")
-                missing = [n for n in names if n not in instance]
+                missing = [n for n in names if n not in instance and n not in self.optional]
                 if missing:
                     raise InputError(f"{where}.{missing[0]}", f"missing feature; expected {names}")
-                values = [(instance[n], f"{where}.{n}") for n in names]
+                values = [(instance.get(n), f"{where}.{n}") for n in names]
             elif isinstance(instance, list):
                 if len(instance) != len(names):
                     raise InputError(where, f"expected {len(names)} raw feature values {names} "
@@ -171,22 +231,13 @@ class TableEncoder:
                 values = [(v, f"{where}[{j}]") for j, v in enumerate(instance)]
             else:
                 raise InputError(where, f"expected an object of features {names}, got {show_value(instance)}")
-            column = 0
-            for (name, categories), (value, at) in zip(self.columns, values):
+            for (name, categories), (start, _), (value, at) in zip(self.columns, self.spans, values):
                 if categories is None:
-                    if isinstance(value, bool) or not isinstance(value, (int, float)):
-                        raise InputError(at, f"feature {name!r} expects a number, got {show_value(value)}")
-                    if not finite_float32(value):
-                        raise InputError(at, f"feature {name!r} expects a finite number, got {value!r}")
-                    out[i, column] = value
-                    column += 1
+                    out[i, start] = self._number(name, value, at)
                 else:
-                    key = category_text(value)
-                    if key not in categories:
-                        raise InputError(at, f"feature {name!r}: unknown category {show_value(value)}; "
-                                             f"expected one of {list(categories)[:20]}")
-                    out[i, column + categories[key]] = 1.0
-                    column += len(categories)
+                    offset = self._offset(name, categories, value, at)
+                    if offset is not None:
+                        out[i, start + offset] = 1.0
         return out
 
     def encode_feature_columns(self, columns: Mapping[str, np.ndarray], paths: Mapping[str, str]) -> np.ndarray:
@@ -200,7 +251,8 @@ class TableEncoder:
             if categories is None:
                 with np.errstate(over="ignore", invalid="ignore"):
                     numbers = values.astype(np.float32)
-                bad = np.flatnonzero(~np.isfinite(numbers))
+                finite = np.isfinite(numbers) | (np.isnan(numbers) if name in self.optional else False)
+                bad = np.flatnonzero(~finite)
                 if len(bad):
                     raise InputError(f"{path}[{bad[0]}]", f"feature {name!r} expects a finite number, "
                                                           f"got {show_value(values[bad[0]].item())}")
@@ -208,10 +260,32 @@ class TableEncoder:
                 column += 1
             else:
                 for row, value in enumerate(values.tolist()):
-                    offset = categories.get(value)
-                    if offset is None:
-                        raise InputError(f"{path}[{row}]", f"feature {name!r}: unknown category {show_value(value)}; "
-                                                           f"expected one of {list(categories)[:20]}")
-                    out[row, column + offset] = 1.0
+                    offset = self._offset(name, categories, value, f"{path}[{row}]")
+                    if offset is not None:
+                        out[row, column + offset] = 1.0
                 column += len(categories)
         return out
+
+    def _number(self, name: str, value: object, at: str) -> float:
+        """A numeric feature's value; NaN for a missing value where the graph fills it."""
+        if name in self.optional and (value is None or (isinstance(value, float) and value != value)):
+            return np.nan
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(at, f"feature {name!r} expects a number, got {show_value(value)}")
+        if not finite_float32(value):
+            raise InputError(at, f"feature {name!r} expects a finite number, got {value!r}")
+        return value
+
+    def _offset(self, name: str, categories: dict, value: object, at: str) -> int | None:
+        """A categorical feature's one-hot offset; None for an unseen category the feature ignores."""
+        if value is None:
+            if None not in categories:
+                raise InputError(at, f"feature {name!r}: missing value, and the training data had none in this column")
+            return categories[None]
+        key = category_text(value)
+        if key is not None and key in categories:
+            return categories[key]
+        if name in self.ignore:
+            return None
+        shown = [c for c in categories if c is not None][:20]
+        raise InputError(at, f"feature {name!r}: unknown category {show_value(value)}; expected one of {shown}")

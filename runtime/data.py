@@ -1,11 +1,12 @@
-"""Data for training: load the source, split it (seeded, optionally stratified), fit normalization on
-the training split only, and keep every split as tensors on the training device; or, for an image
-folder too large for memory, stream each split's images from disk through a DataLoader."""
+"""Data for training: load the source, split it (seeded, optionally stratified; a split the source brings
+itself is used as it is), fit missing-value fills and normalization on the training split only, and keep
+every split as tensors on the training device; or, for an image folder too large for memory, stream each
+split's images from disk through a DataLoader."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nnspec.compiler.data import DataError, RawData, read_image
 from nnspec.compiler.spec import Spec
+from nnspec.preprocessing import TableEncoder
 
 NUM_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))  # DataLoader processes decoding streamed images
 FIT_BATCH = 256  # images per batch of the streamed normalization-fitting pass
@@ -75,6 +77,94 @@ class Normalizer:
     def state(self) -> dict:
         """As tensors, for checkpoints."""
         return {"shift": torch.from_numpy(np.ascontiguousarray(self.shift)), "scale": torch.from_numpy(np.ascontiguousarray(self.scale))}
+
+
+def _median(column: np.ndarray, missing: dict) -> float:
+    return float(np.nanmedian(column))
+
+
+def _mean(column: np.ndarray, missing: dict) -> float:
+    return float(np.nanmean(column, dtype=np.float64))
+
+
+def _constant(column: np.ndarray, missing: dict) -> float:
+    return float(missing["fill"])
+
+
+_NUMERIC_FILLS = {"median": _median, "mean": _mean, "constant": _constant}  # missing.numeric -> its fill value
+
+
+@dataclass
+class Imputer:
+    """x -> x with NaN replaced by per-column fill values, then one was-missing 0/1 column appended per
+    indicated column; fitted on the training split and kept for the ONNX export, which does the same."""
+
+    fill: np.ndarray  # (width,) float32: the fill of every column the graph fills, NaN elsewhere
+    indicate: np.ndarray  # int64 columns that get a was-missing column, in order
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        missing = np.isnan(x)
+        out = np.where(missing, self.fill, x)
+        if len(self.indicate):
+            out = np.concatenate([out, missing[:, self.indicate].astype(np.float32)], axis=1)
+        return out
+
+    @classmethod
+    def fit(cls, features: list[dict], x_train: np.ndarray) -> tuple["Imputer", list[dict]]:
+        """Fills from the training rows (a numeric column's median, mean or constant; a most_frequent column's
+        commonest category), and the features with their fills written into `missing`."""
+        fill = np.full(x_train.shape[1], np.nan, np.float32)
+        indicate, fitted = [], []
+        for feature, (start, stop) in zip(features, TableEncoder(features).spans):
+            missing = feature.get("missing")
+            if missing is None or missing["strategy"] == "missing_category":  # nothing to fill: the encoder did it
+                fitted.append(feature)
+                continue
+            block = x_train[:, start:stop]
+            if np.isnan(block[:, 0]).all():
+                raise DataError(f"column '{feature['name']}' has no values in the training split to fill its gaps with")
+            if feature["type"] == "numeric":
+                fill[start] = _NUMERIC_FILLS[missing["strategy"]](block[:, 0], missing)
+                value = float(str(fill[start]))  # the float32 the graph holds, spelled shortest
+                if missing["indicator"]:
+                    indicate.append(start)
+            else:  # most_frequent: the one-hot of the commonest training category
+                mode = int(np.nansum(block, axis=0).argmax())
+                fill[start:stop] = np.eye(stop - start, dtype=np.float32)[mode]
+                value = feature["categories"][mode]
+            fitted.append({**feature, "missing": {**missing, "fill": value}})
+        return cls(fill, np.array(indicate, dtype=np.int64)), fitted
+
+    def state(self) -> dict:
+        """As tensors, for checkpoints."""
+        return {"fill": torch.from_numpy(self.fill.copy()), "indicate": torch.from_numpy(self.indicate.copy())}
+
+
+def missing_text(feature: dict) -> str:
+    """How a feature's missing values are handled, in words: `filled with median 44.45`."""
+    missing = feature["missing"]
+    strategy, fill = missing["strategy"], missing.get("fill")
+    if strategy == "missing_category":
+        return "kept as a category of their own"
+    if strategy == "most_frequent":
+        return f"filled with the most frequent category {fill!r}"
+    return f"filled with {strategy} {fill:.6g}" + (", plus a was-missing column" if missing.get("indicator") else "")
+
+
+def missing_notes(features: list[dict] | None, x: np.ndarray) -> list[str]:
+    """One line per column with gaps: how many of the samples miss it, and how they are filled."""
+    if not features or not any(f.get("missing") for f in features):
+        return []
+    notes = []
+    for feature, (start, stop) in zip(features, TableEncoder(features).spans):
+        if not feature.get("missing"):
+            continue
+        if feature["missing"]["strategy"] == "missing_category":
+            count = int(x[:, stop - 1].sum())  # the last one-hot column is the "missing" category
+        else:
+            count = int(np.isnan(x[:, start]).sum())
+        notes.append(f"{feature['name']}: {count} missing ({100 * count / max(1, len(x)):.1f} %), {missing_text(feature)}")
+    return notes
 
 
 @dataclass
@@ -178,6 +268,9 @@ class Prepared:
     train_targets: np.ndarray  # raw training labels/targets (class weights need them)
 
     task: str = "classification"
+    imputer: Imputer | None = None  # missing-value fills, when a feature with gaps is filled in the graph
+    notes: list[str] = field(default_factory=list)  # for the training log: dropped rows, missing values
+    splits: dict[str, str] = field(default_factory=dict)  # how each split was made, in words (the summary's)
 
     @property
     def num_outputs(self) -> int:
@@ -207,21 +300,60 @@ def split_indices(n: int, y: np.ndarray | None, validation: float, test: float, 
 
 def prepare_data(spec: Spec, device: torch.device | str = "cpu") -> Prepared:
     """Load, split, normalize and move to the device, as the spec says."""
-    raw = spec.data.source.load(Path.cwd(), spec.task)  # load_spec made data paths absolute
+    raw = spec.data.load(Path.cwd(), spec.task)  # load_spec made data paths absolute
     return prepare_raw(spec, raw, device)
 
 
 def _split(spec: Spec, raw: RawData):
-    """(train, validation, test) indices; no test indices when the source brings its own test split."""
+    """(train, validation, test) indices: the source's own split where it brings one (after its main
+    samples), else a seeded fraction of the main samples."""
     split = spec.data.split
-    test = 0.0 if raw.fixed_test is not None else split.test
-    return split_indices(len(raw.y), raw.y if raw.labels is not None else None, split.validation, test, split.seed, split.stratify)
+    main, fixed = raw.parts()
+    validation, test = (0.0 if name in fixed else getattr(split, name) for name in ("validation", "test"))
+    y = raw.y[:main] if raw.labels is not None else None
+    train_idx, val_idx, test_idx = split_indices(main, y, validation, test, split.seed, split.stratify)
+    return train_idx, fixed.get("validation", val_idx), fixed.get("test", test_idx)
+
+
+def split_origins(spec: Spec, raw: RawData, indices) -> dict[str, str]:
+    """How each split was made, for the summary: {"train": "70 % of animals.csv (168 samples)",
+    "validation": "fraction 0.15 of animals.csv (36 samples)", "test": "test_path animals_test.csv (150 samples)"}."""
+    main = raw.parts()[0]
+    out = {}
+    for name, idx in zip(("train", "validation", "test"), indices):
+        if name in raw.fixed:
+            out[name] = f"{raw.fixed[name].origin} ({len(idx)} samples)"
+        elif name == "train":
+            out[name] = f"{round(100 * len(idx) / max(1, main))} % of {raw.origin} ({len(idx)} samples)"
+        else:
+            out[name] = f"fraction {getattr(spec.data.split, name):g} of {raw.origin} ({len(idx)} samples)" if len(idx) else "none"
+    return out
+
+
+def _fillable(features: list[dict] | None) -> np.ndarray | None:
+    """The columns the imputation fills (TableEncoder.fillable), or None when there are none."""
+    if not features or not any(f.get("missing") for f in features):
+        return None
+    mask = TableEncoder(features).fillable
+    return mask if mask.any() else None
+
+
+def _check_finite(x: np.ndarray, fillable: np.ndarray | None) -> None:
+    """A DataError for NaN or infinite inputs, except NaN in the columns the imputation fills."""
+    if np.isfinite(x).all():
+        return
+    bad = ~np.isfinite(x.reshape(len(x), -1))
+    if fillable is not None:
+        bad &= ~(np.isnan(x) & fillable)
+    rows = np.where(bad.any(axis=1))[0]
+    if len(rows):
+        raise DataError(f"inputs contain NaN or infinite values (rows {', '.join(map(str, rows[:5]))}{' ...' if len(rows) > 5 else ''})")
 
 
 def raw_rows(spec: Spec, limit: int) -> np.ndarray:
     """Up to `limit` raw validation inputs in the data's own layout (the first samples when there is no
     validation split), decoding only those images of a streamed folder: the export's parity rows."""
-    raw = spec.data.source.load(Path.cwd(), spec.task)
+    raw = spec.data.load(Path.cwd(), spec.task)
     _, val_idx, _ = _split(spec, raw)
     idx = (val_idx if len(val_idx) else np.arange(len(raw.y)))[:limit]
     if raw.files is None:
@@ -232,12 +364,17 @@ def raw_rows(spec: Spec, limit: int) -> np.ndarray:
 def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
     """prepare_data for already-loaded arrays (or a streamed image folder's file list)."""
     x, y = raw.x, raw.y
-    if x is not None and not np.isfinite(x).all():
-        rows = np.where(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0]
-        raise DataError(f"inputs contain NaN or infinite values (rows {', '.join(map(str, rows[:5]))}{' ...' if len(rows) > 5 else ''})")
+    fillable = _fillable(raw.features)
+    if x is not None:
+        _check_finite(x, fillable)
     if raw.labels is not None and len(np.unique(y)) < 2:
         raise DataError(f"the data has only one class ({raw.labels[int(y[0])] if len(y) else 'none'}); a classifier needs at least two")
     train_idx, val_idx, test_idx = _split(spec, raw)
+    imputer = None
+    if fillable is not None:  # only a table with gaps pays for the fills (a copy of x with the was-missing columns)
+        imputer, raw.features = Imputer.fit(raw.features, x[train_idx])
+        x = imputer(x)
+    notes = raw.notes + missing_notes(raw.features, raw.x)
     kind = spec.data.preprocessing.normalize
     if raw.files is not None:  # one streamed pass over the training images
         images = ImageFiles([raw.files[i] for i in train_idx], raw.image, raw.shape, None)
@@ -248,10 +385,10 @@ def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
     y_norm = None
     if spec.task == "regression" and spec.data.preprocessing.normalize_target:
         y_norm = Normalizer.fit("standardize", y_train, False)
-    shape = spec.model.input_shape(raw.shape)
+    shape = spec.model.input_shape(raw.net_shape)
 
-    def to_split(idx, fixed=None) -> Split | StreamedSplit | None:
-        xs, ys = fixed if fixed is not None else (None if x is None else x[idx], y[idx])
+    def to_split(idx) -> Split | StreamedSplit | None:
+        xs, ys = None if x is None else x[idx], y[idx]
         if len(ys) == 0:
             return None
         if spec.task == "classification":
@@ -265,6 +402,6 @@ def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
         xt = torch.from_numpy(x_norm(xs).reshape(len(xs), *shape).astype(np.float32))
         return Split(xt.to(device), yt.to(device))
 
-    return Prepared(raw=raw, train=to_split(train_idx), validation=to_split(val_idx),
-                    test=to_split(None, raw.fixed_test) if raw.fixed_test is not None else to_split(test_idx),
-                    x_norm=x_norm, y_norm=y_norm, train_targets=y_train, task=spec.task)
+    return Prepared(raw=raw, train=to_split(train_idx), validation=to_split(val_idx), test=to_split(test_idx),
+                    x_norm=x_norm, y_norm=y_norm, train_targets=y_train, task=spec.task, imputer=imputer, notes=notes,
+                    splits=split_origins(spec, raw, (train_idx, val_idx, test_idx)))

@@ -19,7 +19,7 @@ from nnspec.compiler.data import DataInfo
 from nnspec.compiler.spec import Spec
 
 from .checkpoint import load_checkpoint
-from .data import raw_rows
+from .data import missing_text, raw_rows
 from .metrics import probabilities
 from .repository import publish_version, write_config_pbtxt
 from .rundir import load_run, spec_hash
@@ -42,17 +42,34 @@ class Exported:
 
 
 class ServingModel(nn.Module):
-    """Raw inputs in, answers out: normalization, reshape, the network, then softmax/sigmoid or de-normalization."""
+    """Raw inputs in, answers out: missing-value fills (NaN -> the training split's fill, plus was-missing
+    columns), normalization, reshape, the network, then softmax/sigmoid or de-normalization."""
 
-    def __init__(self, net: nn.Module, task: str, x_shift, x_scale, model_shape, y_shift=None, y_scale=None):
+    def __init__(self, net: nn.Module, task: str, x_shift, x_scale, model_shape, y_shift=None, y_scale=None,
+                 fill=None, indicate=None):
         super().__init__()
         self.net, self.task, self.model_shape = net, task, tuple(model_shape)
         self.register_buffer("x_shift", torch.as_tensor(x_shift, dtype=torch.float32))
         self.register_buffer("x_scale", torch.as_tensor(x_scale, dtype=torch.float32))
         self.register_buffer("y_shift", torch.as_tensor(0.0 if y_shift is None else y_shift, dtype=torch.float32))
         self.register_buffer("y_scale", torch.as_tensor(1.0 if y_scale is None else y_scale, dtype=torch.float32))
+        self.imputes = fill is not None  # a graph without gaps to fill has no imputation nodes at all
+        if self.imputes:
+            self.register_buffer("fill", torch.as_tensor(fill, dtype=torch.float32))
+            self.register_buffer("indicate", torch.as_tensor([] if indicate is None else indicate, dtype=torch.int64))
+            self.indicators = int(self.indicate.numel())
+
+    def impute(self, x):
+        """NaN -> each column's fill (columns without one keep their NaN), then the was-missing columns."""
+        missing = torch.isnan(x)
+        filled = torch.where(missing, self.fill, x)
+        if self.indicators:
+            filled = torch.cat([filled, missing[:, self.indicate].to(x.dtype)], dim=1)
+        return filled
 
     def forward(self, x):
+        if self.imputes:
+            x = self.impute(x)
         z = ((x - self.x_shift) / self.x_scale).reshape(x.shape[0], *self.model_shape)
         out = self.net(z)
         if self.task == "regression":
@@ -71,9 +88,10 @@ def serving_model(spec: Spec, info: DataInfo, state: dict) -> ServingModel:
     net = compile_model(spec, info)
     net.load_state_dict(state["model"])
     pre = state["preprocessing"]
-    y = pre.get("y")
-    model = ServingModel(net, spec.task, pre["x"]["shift"], pre["x"]["scale"], spec.model.input_shape(info.shape),
-                         None if y is None else y["shift"], None if y is None else y["scale"])
+    y, impute = pre.get("y"), pre.get("impute")
+    model = ServingModel(net, spec.task, pre["x"]["shift"], pre["x"]["scale"], spec.model.input_shape(info.net_shape),
+                         None if y is None else y["shift"], None if y is None else y["scale"],
+                         None if impute is None else impute["fill"], None if impute is None else impute["indicate"])
     return model.eval()
 
 
@@ -159,6 +177,16 @@ def model_card(spec: Spec, info: DataInfo, manifest: dict, summary: dict) -> str
         f"- source: `{src.type}`" + (f" `{src.name}`" if hasattr(src, "name") else f" `{Path(getattr(src, 'path', '')).name}`"),
         f"- input: raw values of shape {tuple(manifest['input']['shape'])} (normalization `{spec.data.preprocessing.normalize}` is inside the graph)",
     ]
+    features = manifest["features"] or []
+    gaps = [f for f in features if f.get("missing")]
+    if gaps:
+        lines.append("- missing values (null, a left-out key, NaN or an empty CSV cell): "
+                     + "; ".join(f"`{f['name']}` {missing_text(f)}" for f in gaps)
+                     + " (numeric fills happen inside the graph; fills were fitted on the training split)")
+    if any(f.get("unknown") == "ignore" for f in features):
+        lines.append("- categories not seen in training are encoded as all zeros")
+    if summary.get("splits"):
+        lines.append("- splits: " + "; ".join(f"{name} {made}" for name, made in summary["splits"].items()))
     if manifest["labels"]:
         lines.append(f"- classes: {', '.join(manifest['labels'])}")
     lines += ["", "## Network", "", f"{len(spec.model.layers)} layers, {table['total_params']:,} parameters: "
@@ -189,7 +217,7 @@ def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | 
     spec, info = load_run(run_dir, overrides)
     state = load_checkpoint(run_weights(run_dir, spec))
     model = serving_model(spec, info, state)
-    onnx_bytes = to_onnx(model, info.shape, spec.task, spec.export.opset)
+    onnx_bytes = to_onnx(model, info.shape, spec.task, spec.export.opset)  # the raw input: before the graph's fills
     rows = np.ascontiguousarray(raw_rows(spec, PARITY_ROWS), dtype=np.float32)  # raw validation rows
     parity = check_parity(onnx_bytes, model, rows, spec.task, spec.export.atol, spec.export.rtol)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}

@@ -125,20 +125,25 @@ def _versions() -> dict:
 
 
 def train(spec: Spec, *, runs_dir: str | Path = "runs", device: str | None = None, resume: str | Path | None = None,
-          on_epoch: Callable[[dict, int], None] | None = None, write: bool = True) -> TrainResult:
-    """Fit the spec's network on its data and write the run directory (rank 0 only under torchrun)."""
+          on_epoch: Callable[[dict, int], None] | None = None, write: bool = True,
+          on_note: Callable[[str], None] | None = None) -> TrainResult:
+    """Fit the spec's network on its data and write the run directory (rank 0 only under torchrun).
+    `on_note` gets each line about the data (dropped rows, missing values and their fills) before training."""
     tr = spec.training
     d = init_distributed(device or tr.device)
     try:
-        return _fit(spec, tr, d, runs_dir, device, resume, on_epoch, write)
+        return _fit(spec, tr, d, runs_dir, device, resume, on_epoch, write, on_note)
     finally:
         shutdown(d)
 
 
-def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainResult:
+def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) -> TrainResult:
     dev = resolve_device(device or tr.device, d)
     seed_everything(tr.seed, tr.deterministic)
     data = prepare_data(spec, dev)
+    if on_note and d.is_main:
+        for line in data.notes:
+            on_note(line)
     net = compile_model(spec, data.raw).to(dev)
     model = net if d.world == 1 else torch.nn.parallel.DistributedDataParallel(net)
     loss_fn = tr.loss.build(data.train_targets, data.num_outputs).to(dev)
@@ -270,7 +275,7 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
         "seed": tr.seed, "device": str(dev), "world_size": d.world,
         "params": sum(p.numel() for p in net.parameters()),
         "validation": {k[4:]: v for k, v in history[-1].items() if k.startswith("val_")} if history else {},
-        "test": {}, "spec_hash": spec_hash(spec), "versions": _versions(),
+        "test": {}, "splits": data.splits, "data_notes": data.notes, "spec_hash": spec_hash(spec), "versions": _versions(),
     }
     if tr.early_stopping and tr.early_stopping.restore_best and data.validation is not None:
         summary["validation"] = evaluate_split(spec, net, loss_fn, data.validation, data.y_norm, tr.precision)
@@ -284,6 +289,8 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write) -> TrainR
 
 def _preprocessing(data: Prepared) -> dict:
     out = {"x": data.x_norm.state()}
+    if data.imputer is not None:
+        out["impute"] = data.imputer.state()
     if data.y_norm is not None:
         out["y"] = data.y_norm.state()
     return out

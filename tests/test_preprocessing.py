@@ -71,3 +71,47 @@ def test_messages_spell_shapes_and_values_one_way():
     assert shape_text(("N", 4), "list") == "[N, 4]"
     assert [show_value(v) for v in (True, None, "x", [1, 2])] == ["true", "null", "'x'", "[1, 2]"]
     assert show_value("y" * 80) == "'" + "y" * 36 + "..."
+
+
+def test_predict_reads_a_csv_cell_as_missing_exactly_where_pandas_does():
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    from nnspec.preprocessing import MISSING_CELLS
+
+    assert MISSING_CELLS == STR_NA_VALUES
+
+
+GAPPY = [{"name": "age", "type": "numeric", "missing": {"strategy": "median", "fill": 40.0, "indicator": False}},
+         {"name": "size", "type": "numeric"},
+         {"name": "color", "type": "categorical", "categories": ["blue", "red", None], "missing": {"strategy": "missing_category"}},
+         {"name": "shape", "type": "categorical", "categories": ["round", "square"],
+          "missing": {"strategy": "most_frequent", "fill": "square"}, "unknown": "ignore"}]
+
+
+def test_served_missing_values_and_unseen_categories():
+    encoder = TableEncoder(GAPPY)
+    rows = [{"age": None, "size": 1, "color": None, "shape": None},  # null
+            {"size": 2},  # left-out keys
+            [float("nan"), 3, "red", "oval"]]  # NaN, and a shape never seen in training: all zeros
+    x = encoder.encode_instances(rows)
+    np.testing.assert_array_equal(x, [[np.nan, 1, 0, 0, 1, 0, 1], [np.nan, 2, 0, 0, 1, 0, 1], [np.nan, 3, 0, 1, 0, 0, 0]])
+    assert encoder.fillable.tolist() == [True, False, False, False, False, True, True]  # where the graph fills NaN
+    with pytest.raises(InputError, match=r"instances\[0\].size: feature 'size' expects a number, got null"):
+        encoder.encode_instances([{"age": 1, "size": None, "color": "red", "shape": "round"}])
+    with pytest.raises(InputError, match=r"instances\[0\].size: missing feature"):
+        encoder.encode_instances([{"age": 1}])
+    with pytest.raises(InputError, match=r"instances\[0\].color: feature 'color': unknown category 'green'; expected one of \['blue', 'red'\]"):
+        encoder.encode_instances([{"size": 1, "color": "green"}])
+    strict = TableEncoder([GAPPY[1], {"name": "shape", "type": "categorical", "categories": ["round", "square"]}])
+    with pytest.raises(InputError, match=r"instances\[0\]\[1\]: feature 'shape': missing value, and the training data had none in this column"):
+        strict.encode_instances([[1, None]])
+
+
+def test_training_columns_with_gaps_encode_like_served_rows(tmp_path):
+    pd.DataFrame({"age": [30, None, 25, 40], "color": ["red", "blue", None, "red"], "y": ["a", "b", "a", "b"]}).to_csv(tmp_path / "t.csv", index=False)
+    raw = CsvSource(type="csv", path="t.csv", target="y").load(tmp_path, "classification")
+    assert raw.features[1]["categories"] == ["blue", "red", None]
+    np.testing.assert_array_equal(raw.x, [[30, 0, 1, 0], [np.nan, 1, 0, 0], [25, 0, 0, 1], [40, 0, 1, 0]])
+    served = TableEncoder(raw.features).encode_instances([{"age": 30, "color": "red"}, {"age": None, "color": "blue"},
+                                                          {"age": 25}, {"age": 40, "color": "red"}])
+    np.testing.assert_array_equal(served, raw.x)

@@ -17,10 +17,17 @@ def _missing_target(h, tmp_path):
     return _table(h, tmp_path, h.table().drop(columns=["species"])), "no column 'species' in animals.csv; columns: x1, color, x2"
 
 
+_REFUSE_GAPS = {"preprocessing": {"missing": {"numeric": "error", "categorical": "error"}}}
+
+
 def _nans(h, tmp_path):
     frame = h.table()
     frame.loc[[3, 7], "x2"] = np.nan
-    return _table(h, tmp_path, frame), "column 'x2' has missing values (file rows 5, 9)"
+    frame.loc[[4], "color"] = np.nan
+    path = h.write_csv(tmp_path, frame)
+    spec = h.spec_file(tmp_path, h.table_spec(path, data=_REFUSE_GAPS))
+    # every refused column is named, not just the first
+    return spec, "animals.csv: column 'color' has missing values (file rows 6); column 'x2' has missing values (file rows 5, 9)"
 
 
 def _one_class(h, tmp_path):
@@ -73,7 +80,8 @@ def _parquet_nans_with_a_string_index(h, tmp_path):
     frame.loc[[3, 7], "x2"] = np.nan
     frame.index = [f"r{i}" for i in range(len(frame))]
     frame.to_parquet(tmp_path / "animals.parquet")
-    return h.spec_file(tmp_path, h.table_spec(tmp_path / "animals.parquet", "parquet")), "column 'x2' has missing values (rows 4, 8)"
+    spec = h.table_spec(tmp_path / "animals.parquet", "parquet", data=_REFUSE_GAPS)
+    return h.spec_file(tmp_path, spec), "column 'x2' has missing values (rows 4, 8)"
 
 
 def _string_regression_target(h, tmp_path):
