@@ -153,3 +153,20 @@ def test_resolved_spec_validates_again(path: Path, tmp_path: Path):
     data, positions = load_yaml(buf.getvalue(), "resolved.yaml")
     again, _ = validate_data(data, positions, path.parent)
     assert again == spec
+
+
+def test_the_readme_walkthrough_spec_validates_next_to_the_shipped_csv(tmp_path):
+    """README's "The same spec by hand" runs as written: its YAML, saved beside examples/plants.csv."""
+    import re
+    import shutil
+
+    from nnspec.compiler import load_spec_with_data
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### The same spec by hand"):]
+    text = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    shutil.copy(REPO / "examples" / "plants.csv", tmp_path / "plants.csv")
+    (tmp_path / "plants.yaml").write_text(text, encoding="utf-8")
+    spec, info = load_spec_with_data(tmp_path / "plants.yaml")
+    assert spec.name == "plants" and info.labels == ["discard", "keep", "repot"]
+    assert info.shape == (9,)  # size, color (3 + its empty cells), age, soil (3): as the README says
