@@ -277,11 +277,17 @@ def _values(i: int, tensor: dict, datatype: str, shape: list[int], blob: memoryv
         x = np.asarray(data)
     except (ValueError, TypeError):
         x = None
+    if x is not None and x.dtype == object and _numbers_or_nulls(x):
+        x = x.astype(np.float64)  # JSON has no NaN: null is a missing value (filled where the model does, else refused)
     if not isinstance(data, list) or x is None or x.dtype.kind not in "iuf":
         raise ApiError(400, f"inputs[{i}].data: expected a flat or nested list of numbers")
     if x.size != count:
         raise ApiError(400, f"inputs[{i}].data: {x.size} values do not fill shape {shape}")
     return x.reshape(shape)
+
+
+def _numbers_or_nulls(x: np.ndarray) -> bool:
+    return all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in x.ravel().tolist())
 
 
 def _json_strings(i: int, data: object, count: int) -> list[str]:

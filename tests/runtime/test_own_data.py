@@ -260,6 +260,16 @@ def test_a_table_with_gaps_trains_with_defaults_and_serves_missing_values_like_p
         nan_rows = imputed.copy()
         nan_rows[[0, 2], 5] = np.nan  # what a Triton client sends for a missing number
         np.testing.assert_allclose(_v2_binary(client, "animals", nan_rows), expected, atol=1e-5)
+        json_rows = [[None if np.isnan(v) else float(v) for v in row] for row in nan_rows]  # JSON spells NaN null
+        answer = client.post("/v2/models/animals/infer", json={"inputs": [{"name": "input", "shape": [3, 6],
+                                                                          "datatype": "FP32", "data": json_rows}]})
+        assert answer.status_code == 200, answer.text
+        probabilities = next(o for o in answer.json()["outputs"] if o["name"] == "probabilities")
+        np.testing.assert_allclose(np.reshape(probabilities["data"], (3, -1)), expected, atol=1e-5)
+        json_rows[1][0] = None  # x1 had no gaps in training: its null is refused
+        refused = client.post("/v2/models/animals/infer", json={"inputs": [{"name": "input", "shape": [3, 6],
+                                                                           "datatype": "FP32", "data": json_rows}]})
+        assert refused.status_code == 400 and "[1][0]" in refused.text, refused.text
         refused = client.post("/v1/models/animals:predict", json={"instances": [{"x1": None, "color": "red", "x2": 1.0}]})
         assert refused.status_code == 400 and "instances[0].x1" in refused.text  # x1 had no gaps in training
 
