@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     max_instances: int = Field(1024, ge=1, description="rows per request above this get 413")
     batching: bool = Field(True, description="merge concurrent requests into one onnxruntime run")
     max_queue: int = Field(256, ge=1, description="queued requests per model before 503")
-    max_versions: int = Field(3, ge=1, description="newest versions of each model kept loaded")
+    max_versions: int = Field(3, ge=1, description="versions of each model kept loaded: the newest ones that load")
     intra_op_threads: int | None = Field(None, ge=1, description="onnxruntime threads per run; "
                                                                  "default: cores / workers")
     workers: int = Field(1, ge=1, description="server processes sharing the machine's cores")

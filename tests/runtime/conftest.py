@@ -23,8 +23,8 @@ def _restore_torch_globals():
         torch.set_num_threads(1)
     yield
     torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.use_deterministic_algorithms(before)
+    if torch is not None and torch.are_deterministic_algorithms_enabled() != before:
+        torch.use_deterministic_algorithms(before)  # only when a test changed it: the call loads more of torch
 
 
 @pytest.fixture(scope="session")
