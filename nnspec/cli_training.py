@@ -61,6 +61,7 @@ def train(
     spec: Annotated[Optional[Path], typer.Argument(help="Spec file (optional with --resume).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override PATH=VALUE, validated like the file.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (overrides training.device).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch intra-op threads (overrides training.threads).")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run directories go.")] = Path("runs"),
     repo: Annotated[Path, typer.Option("--repo", help="Model repository to export into.")] = Path("models"),
     no_export: Annotated[bool, typer.Option("--no-export", help="Skip the ONNX export.")] = False,
@@ -77,9 +78,11 @@ def train(
     overrides = list(set_ or [])
     if device is not None:
         overrides.append(f"training.device={device}")
+    if threads is not None:
+        overrides.append(f"training.threads={threads}")
     # Usage checks stay outside the try: fail() raises typer.Exit, a RuntimeError that ERRORS would catch.
     if resume is not None and overrides:
-        fail("--set and --device cannot change a resumed run; its spec is fixed in its run directory")
+        fail("--set, --device and --threads cannot change a resumed run; its spec is fixed in its run directory")
     if resume is None and spec is None:
         fail("give a SPEC file, or --resume RUN_DIR")
     try:

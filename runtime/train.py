@@ -25,6 +25,7 @@ from .distributed import Dist, init_distributed, shutdown
 from .files import atomic_write_json
 from .metrics import compute_metrics, probabilities
 from .rundir import create_run_dir, plot_confusion, plot_curves, spec_hash, write_metrics_csv
+from .threads import set_training_threads
 
 
 class TrainingInterrupted(Exception):
@@ -139,6 +140,7 @@ def train(spec: Spec, *, runs_dir: str | Path = "runs", device: str | None = Non
 
 def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) -> TrainResult:
     dev = resolve_device(device or tr.device, d)
+    threads = set_training_threads(tr.threads)
     seed_everything(tr.seed, tr.deterministic)
     data = prepare_data(spec, dev)
     if on_note and d.is_main:
@@ -272,7 +274,7 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) 
         "name": spec.name, "task": spec.task, "run_dir": str(run_dir) if run_dir else None,
         "epochs_run": len(history), "best_epoch": tracker["best_epoch"] or None, "stopped_early": stopped_early,
         "monitor": monitor, "seconds": round(sum(r["seconds"] for r in history), 3),
-        "seed": tr.seed, "device": str(dev), "world_size": d.world,
+        "seed": tr.seed, "device": str(dev), "threads": threads, "world_size": d.world,
         "params": sum(p.numel() for p in net.parameters()),
         "validation": {k[4:]: v for k, v in history[-1].items() if k.startswith("val_")} if history else {},
         "test": {}, "splits": data.splits, "data_notes": data.notes, "spec_hash": spec_hash(spec), "versions": _versions(),

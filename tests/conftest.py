@@ -1,6 +1,12 @@
 """Fixtures shared by every test folder."""
 
+import os
+
 import pytest
+
+# Training runs take OMP_NUM_THREADS when the spec names no thread count: one thread keeps these tiny
+# models fast on shared cores (and subprocesses inherit it).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 _mnist1d_made: dict = {}
 
