@@ -18,6 +18,8 @@ from nnspec.compiler.data import DataError, RawData, read_image
 from nnspec.compiler.spec import Spec
 from nnspec.preprocessing import TableEncoder
 
+from .split import split_off
+
 NUM_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))  # DataLoader processes decoding streamed images
 FIT_BATCH = 256  # images per batch of the streamed normalization-fitting pass
 
@@ -280,18 +282,15 @@ class Prepared:
 
 def split_indices(n: int, y: np.ndarray | None, validation: float, test: float, seed: int, stratify: bool):
     """Seeded (train, validation, test) index arrays; stratified on y when asked."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(n)
     parts = {}
-    rest = idx
+    rest = np.arange(n)
     for name, frac in (("test", test), ("validation", validation)):
         share = frac / (len(rest) / n) if frac else 0
         if share <= 0:
             parts[name] = np.array([], dtype=np.int64)
             continue
         try:
-            rest, held = train_test_split(rest, test_size=share, random_state=seed, stratify=y[rest] if stratify else None)
+            rest, held = split_off(rest, share, seed, y[rest] if stratify else None)
         except ValueError as e:  # e.g. a class with a single sample cannot be stratified
             raise DataError(f"cannot split {n} samples into {name}={frac}: {e}", None) from None
         parts[name] = np.sort(held)

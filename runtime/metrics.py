@@ -49,10 +49,25 @@ def compute_metrics(task: str, logits: torch.Tensor, y: torch.Tensor, y_norm=Non
         "log_loss": float(-np.mean(np.log(np.clip(probs[np.arange(len(true)), true], 1e-15, 1.0)))),
     }
     if task == "binary":
-        from sklearn.metrics import roc_auc_score as skm_auc
-
-        out["auc"] = float(skm_auc(true, probs[:, 1])) if len(np.unique(true)) == 2 else float("nan")
+        out["auc"] = roc_auc(true, probs[:, 1])
     return out
+
+
+def roc_auc(true: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve of a binary score: the chance that a random positive outranks a random
+    negative, ties counting half (Mann-Whitney U from average ranks); NaN unless both classes occur."""
+    true = np.asarray(true) == 1
+    positives, negatives = int(true.sum()), int((~true).sum())
+    if not positives or not negatives:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score), dtype=np.float64)
+    sorted_scores = np.asarray(score)[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], len(score)]
+    for start, end in zip(starts, ends):  # tied scores share their average rank (1-based)
+        ranks[order[start:end]] = (start + end + 1) / 2
+    return float((ranks[true].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def _r2(true: np.ndarray, pred: np.ndarray) -> float:
