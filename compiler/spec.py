@@ -100,6 +100,7 @@ class TrainingSpec(StrictModel):
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast of the forward pass: fp32 (none), bf16 (CUDA or CPU; MPS runs fp32) or fp16 (CUDA only, with gradient scaling); weights stay float32.")
     seed: int = Field(0, description="Seed of Python, NumPy and torch: weight initialization, shuffling, dropout and augmentation.")
     deterministic: bool = Field(False, description="Demand deterministic torch kernels for repeatable runs; slower, and an operation without a deterministic kernel is an error.")
+    log_train_metrics: bool = Field(False, description="Also score the whole training split every epoch (train_accuracy, ...) in metrics.csv and the curves; the training loss is always logged; costs one more pass per epoch.")
     threads: PositiveInt | None = Field(None, description="torch intra-op threads; null: OMP_NUM_THREADS when set, else one per physical core this process may use (affinity and cgroup quota), shared among torchrun's local ranks.")
 
 

@@ -228,8 +228,9 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) 
             # or the ranks disagree on the lr and on when to stop, and one waits forever for the other. So only
             # rank 0 evaluates.
             if d.is_main:
-                train_metrics = evaluate_split(spec, net, loss_fn, data.train, data.y_norm, tr.precision)
-                row.update({f"train_{k}": v for k, v in train_metrics.items() if k != "loss"})
+                if tr.log_train_metrics:  # one more pass over the training split: only when asked
+                    train_metrics = evaluate_split(spec, net, loss_fn, data.train, data.y_norm, tr.precision)
+                    row.update({f"train_{k}": v for k, v in train_metrics.items() if k != "loss"})
                 if data.validation is not None:
                     row.update({f"val_{k}": v for k, v in evaluate_split(spec, net, loss_fn, data.validation, data.y_norm, tr.precision).items()})
             row = d.broadcast_object(row)

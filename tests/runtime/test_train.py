@@ -757,11 +757,25 @@ def test_the_run_directory_holds_every_artifact(h, digits_run):
 def test_regressors_write_curves_but_no_confusion_matrix(h, tmp_path):
     spec = h.load(tmp_path, h.base_spec(task="regression", data={"source": {"name": "diabetes"}, "split": {"stratify": False}},
                                         model={"layers": [{"type": "linear", "out_features": 1}]},
-                                        training={"epochs": 2, "loss": {"type": "mse"}}))
+                                        training={"epochs": 2, "loss": {"type": "mse"}, "log_train_metrics": True}))
     result, _ = fit(spec, runs_dir=tmp_path / "runs")
     assert (result.run_dir / "curves.png").is_file() and not (result.run_dir / "confusion.png").exists()
     with open(result.run_dir / "metrics.csv") as f:
         assert {"val_rmse", "val_r2", "train_rmse"} <= set(next(csv.DictReader(f)))
+
+
+def test_train_split_metrics_only_when_asked(h, tmp_path, monkeypatch):
+    from nnspec.runtime import train as train_module
+
+    scored = []
+    real = train_module.evaluate_split
+    monkeypatch.setattr(train_module, "evaluate_split", lambda spec, net, loss, split, *a: scored.append(split) or real(spec, net, loss, split, *a))
+    spec = h.load(tmp_path, h.base_spec(training={"epochs": 3}))
+    result, _ = fit(spec, runs_dir=tmp_path / "runs")
+    assert not any(split is result.data.train for split in scored)  # validation per epoch, test at the end
+    with open(result.run_dir / "metrics.csv") as f:
+        columns = set(next(csv.DictReader(f)))
+    assert "train_loss" in columns and "val_accuracy" in columns and not any(c.startswith("train_acc") for c in columns)
 
 
 @pytest.mark.slow
