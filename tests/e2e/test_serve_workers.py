@@ -11,6 +11,8 @@ import onnx_fixtures as fx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+pytestmark = pytest.mark.slow  # starts real multi-worker server processes
+
 CLI = "from nnspec.cli import main; main()"
 PREDICT = {"instances": [[1, 2, 3, 4]]}
 DEADLINE = 60  # seconds any wait below may take before the test fails (two workers start on shared cores)

@@ -138,6 +138,7 @@ def test_a_missing_spec_file_exits_2(h, tmp_path):
     assert result.exit_code == 2 and "cannot read spec" in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_an_unwritable_runs_dir_exits_2_with_one_line(h, tmp_path):
     blocker = tmp_path / "runs"
     blocker.write_text("a file where the runs folder should be")

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from nnspec.runtime.threads import physical_cores, training_threads
 
 
@@ -38,6 +40,7 @@ def test_the_spec_then_omp_num_threads_then_physical_cores_per_local_rank(monkey
     assert training_threads(3) == 3
 
 
+@pytest.mark.slow
 def test_train_uses_and_records_its_threads(h, tmp_path, monkeypatch):
     import torch
 
