@@ -140,7 +140,8 @@ def start_server(kind: str, model: str, info: dict, repo: Path, args) -> tuple[s
         threads=args.threads_on if kind.endswith("on") else args.threads_off)
     if kind == BASELINE:  # run from its own checkout, so that `import nnspec` finds that tree
         python = Path(args.baseline)
-        proc = subprocess.Popen([str(python), "-c", code], cwd=python.resolve().parents[2] if python.parent.name == "bin" else ROOT)
+        checkout = Path(os.path.abspath(python)).parents[2]  # CHECKOUT/.venv/bin/python (not resolved: a venv's python is a symlink)
+        proc = subprocess.Popen([str(python), "-c", code], cwd=checkout if python.parent.name == "bin" else ROOT)
     else:
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     path = "/predict" if kind.startswith("hand") else f"/v1/models/{model}:predict"

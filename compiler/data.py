@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
@@ -381,6 +382,17 @@ class ParquetSource(_TableSource):
         return pd.read_parquet(path)
 
 
+def open_npz(path: Path):
+    """An .npz archive of named arrays (pickles refused), or a DataError saying why the file is not one."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise DataError(f"cannot read {path.name}: {e}", "path") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path.name} holds one array, not an .npz archive of named arrays (np.savez writes one)", "path")
+    return archive
+
+
 _NPZ_PARTS = (("validation", "_val"), ("test", "_test"))  # a split's arrays: the x and y names plus this suffix
 
 
@@ -395,7 +407,7 @@ class NpzSource(_Source):
     def load(self, base: Path, task: str, preprocessing: PreprocessingSpec = DEFAULT_PREPROCESSING) -> RawData:
         path = self._path(base)
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            with open_npz(path) as archive:
                 for key in (self.x, self.y):
                     if key not in archive:
                         raise DataError(f"no array '{key}' in {path.name}; arrays: {', '.join(archive.files)}", "x" if key == self.x else "y")

@@ -82,10 +82,9 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing spec file.")] = False,
 ) -> None:
     """Draft a commented spec from a data file: task, classes, features, input shape, a default network."""
-    import os
-    import tempfile
-
-    from nnspec.compiler import DataError, load_spec
+    from nnspec.compiler import DataError
+    from nnspec.compiler.loader import load_yaml
+    from nnspec.compiler.validate import validate_data
     from nnspec.runtime.files import atomic_write_text
     from nnspec.scaffold import TASKS, draft_spec, model_name
 
@@ -98,18 +97,10 @@ def init(
         draft = draft_spec(data, out, target, task)
     except DataError as e:
         fail(f"error: {e}")
-    # Validate a copy beside the target (relative data paths resolve the same) before writing the real file.
-    fd, check = tempfile.mkstemp(prefix=".nnspec-init-", suffix=".yaml", dir=out.parent if str(out.parent) else ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(draft.text)
-        load_spec(check)
+    try:  # validated as it will be read from `out` (data paths relative to its folder) before it is written
+        validate_data(*load_yaml(draft.text, str(out)), out.resolve().parent)
     except SpecError as e:
-        fail(f"error: the drafted spec does not validate (please report this):\n{str(e).replace(check, str(out))}")
-    except OSError as e:
-        fail(f"error: cannot write beside {out}: {e.strerror or e}")
-    finally:
-        Path(check).unlink(missing_ok=True)
+        fail(f"error: the drafted spec does not validate:\n{e}")
     try:
         atomic_write_text(out, draft.text)
     except OSError as e:

@@ -9,18 +9,21 @@ validation loss and a batch size that suits the number of samples.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from nnspec.compiler.data import DataError
+from nnspec.compiler.data import DataError, open_npz
+from nnspec.compiler.spec import Task
 from nnspec.preprocessing import IMAGE_SUFFIXES
 
-TASKS = ("classification", "binary", "regression")
+TASKS = typing.get_args(Task)
 MAX_CLASSES = 20  # integer targets with at most this many values are classes, not quantities
 SIGNAL_LENGTH = 32  # 2-D npz features at least this wide are one signal per row, not a feature vector
 
@@ -47,8 +50,7 @@ class _Data:
 
 def model_name(path: Path) -> str:
     """A valid model name from a file name: `Penguins Size.csv` -> `penguins-size`."""
-    name = re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_") or "model"
-    return ("m" + name if not name[0].isalnum() else name)[:64]
+    return (re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_") or "model")[:64]
 
 
 def infer_task(targets: np.ndarray) -> tuple[str, int]:
@@ -68,6 +70,11 @@ def _missing(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "O":
         return np.array([v is None or (isinstance(v, float) and math.isnan(v)) for v in values.tolist()], dtype=bool)
     return np.zeros(len(values), dtype=bool)
+
+
+def _quoted(text: str) -> str:
+    """A name as a YAML string whatever it holds (`a, b`, `#x`, `true`): JSON's quoting is valid YAML."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _relative(data: Path, spec_dir: Path) -> str:
@@ -99,19 +106,19 @@ def _read_table(data: Path, spec_dir: Path, target: str | None) -> tuple[_Data, 
     if frame[target].isna().any():
         notes.append(f"{int(frame[target].isna().sum())} rows have no '{target}': training drops them")
     source_type = "parquet" if data.suffix.lower() == ".parquet" else "csv"
-    source = f"{{type: {source_type}, path: {_relative(data, spec_dir)}, target: {target}}}"
+    source = f"{{type: {source_type}, path: {_quoted(_relative(data, spec_dir))}, target: {_quoted(target)}}}"
     return _Data(source, len(frame), frame[target].to_numpy(), "table", notes=notes), target
 
 
 def _read_npz(data: Path, spec_dir: Path) -> _Data:
     try:
-        with np.load(data, allow_pickle=False) as archive:
+        with open_npz(data) as archive:
             if "x" not in archive or "y" not in archive:
                 raise DataError(f"{data.name}: nnspec init needs arrays named x and y; found {', '.join(archive.files)}")
             x, y = archive["x"], archive["y"]
     except DataError:
         raise
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # an array in the archive that cannot be read
         raise DataError(f"cannot read {data.name}: {e}") from None
     if x.ndim < 2 or len(x) != len(y):
         raise DataError(f"{data.name}: x needs one row per sample, (N, ...) with N = len(y); got x {x.shape}, y {y.shape}")
@@ -122,7 +129,7 @@ def _read_npz(data: Path, spec_dir: Path) -> _Data:
         kind = "signal" if len(shape) == 2 else "image"
     notes = [f"x: {len(x)} samples of shape {tuple(shape)}, read as "
              + {"vector": "a feature vector", "signal": "a signal (channels, length)", "image": "an image (C, H, W)"}[kind]]
-    source = f"{{type: npz, path: {_relative(data, spec_dir)}}}"
+    source = f"{{type: npz, path: {_quoted(_relative(data, spec_dir))}}}"
     return _Data(source, len(x), y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y, kind, shape, notes)
 
 
@@ -148,7 +155,7 @@ def _read_images(data: Path, spec_dir: Path) -> _Data:
     color = "grayscale" if gray else "rgb"
     notes = [f"images: {len(labels)} in {len(classes)} classes ({', '.join(classes)}), read as {color} "
              f"{side}x{side} (data.source.image_size)"]
-    source = f"{{type: image_folder, path: {_relative(data, spec_dir)}, image_size: {side}, color: {color}}}"
+    source = f"{{type: image_folder, path: {_quoted(_relative(data, spec_dir))}, image_size: {side}, color: {color}}}"
     return _Data(source, len(labels), np.array(labels), "image", (1 if gray else 3, side, side), notes)
 
 
@@ -196,6 +203,8 @@ def draft_spec(data: Path, spec_path: Path, target: str | None = None, task: str
         raise DataError(f"--task {task}: the target holds {classes} different fractional values; a classifier needs classes")
     elif task == "regression" and info.targets.dtype.kind not in "iuf":
         raise DataError("--task regression: the target is not numeric")
+    elif task == "binary" and classes != 2:
+        raise DataError(f"--task binary: the target has {classes} classes, not 2")
     outputs = 1 if task in ("binary", "regression") else classes
     layers, reshape = _layers(info.kind, info.shape, outputs)
     loss = {"classification": "cross_entropy", "binary": "bce", "regression": "mse"}[task]

@@ -137,12 +137,14 @@ def load_run(run_dir: str | Path, overrides: list[str] | tuple = ()) -> tuple[Sp
     """The resolved spec and data description of a run; `overrides` (PATH=VALUE) may change export.* and serving.*."""
     from nnspec.compiler import load_spec
     from nnspec.compiler.errors import Issue, SpecError
+    from nnspec.compiler.validate import parse_override
 
     run_dir = Path(run_dir)
     if not (run_dir / "spec.yaml").is_file():
         raise SpecError([Issue((), "not a run directory (no spec.yaml)", str(run_dir))])
     for override in overrides:
-        if override.split("=", 1)[0].strip().split(".", 1)[0].split("[", 1)[0] not in EXPORT_SECTIONS:
-            raise SpecError([Issue((), f"--set {override}: a trained run can change only "
-                                       f"{' and '.join(s + '.*' for s in EXPORT_SECTIONS)}", "--set")])
+        path, _ = parse_override(override)
+        if path[0] not in EXPORT_SECTIONS:
+            raise SpecError([Issue(path, f"a trained run can change only {' and '.join(s + '.*' for s in EXPORT_SECTIONS)}",
+                                   f"--set {override}")])
     return load_spec(run_dir / "spec.yaml", overrides), _data_info(json.loads((run_dir / "data.json").read_text()))

@@ -3,7 +3,7 @@
 import pytest
 
 
-@pytest.mark.parametrize("command", ["", "validate", "summary", "schema", "train", "evaluate", "export", "serve", "predict", "models"])
+@pytest.mark.parametrize("command", ["", "init", "validate", "summary", "schema", "train", "evaluate", "export", "serve", "predict", "models"])
 def test_every_command_prints_its_help(h, command):
     result = h.cli([command, "--help"] if command else ["--help"])
     assert result.exit_code == 0, result.output

@@ -51,7 +51,7 @@ def test_init_on_a_csv_writes_a_spec_that_trains(tmp_path):
     assert "features: x1 (numeric), color (categorical), x2 (numeric)" in result.stdout
     assert result.stdout.endswith("wrote my-data.yaml; next: nnspec train my-data.yaml\n")
     text = (tmp_path / "my-data.yaml").read_text()
-    assert "source: {type: csv, path: My Data.csv, target: answer}" in text and "out_features: 3}" in text
+    assert 'source: {type: csv, path: "My Data.csv", target: "answer"}' in text and "out_features: 3}" in text
     summary = _train(tmp_path, "my-data.yaml", 12)
     assert summary["test"]["accuracy"] > 0.6  # chance is about 1/3
     again = _cli("init", "My Data.csv", cwd=tmp_path)
@@ -98,3 +98,18 @@ def test_init_refuses_in_one_line(tmp_path):
     for args, message in cases:
         result = _cli(*args, cwd=tmp_path)
         assert result.exit_code == 2 and result.stderr == message, (args, result.output)
+
+
+def test_init_quotes_names_creates_folders_and_refuses_non_archives(tmp_path):
+    pd.DataFrame({"a": [1.5, 2.5] * 10, "kind, final": ["x", "y"] * 10}).to_csv(tmp_path / "has #hash.csv", index=False)
+    result = _cli("init", "has #hash.csv", "--target", "kind, final", "-o", "sub/dir/x.yaml", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert 'path: "../../has #hash.csv", target: "kind, final"' in (tmp_path / "sub" / "dir" / "x.yaml").read_text()
+    np.save(tmp_path / "one.npy", np.zeros((3, 2)))
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    cases = [(("init", "one.npz"), "error: one.npz holds one array, not an .npz archive of named arrays (np.savez writes one)\n"),
+             (("init", "has #hash.csv", "--target", "kind, final", "--task", "regression", "--force", "-o", "r.yaml"),
+              "error: --task regression: the target is not numeric\n")]
+    for args, message in cases:
+        refused = _cli(*args, cwd=tmp_path)
+        assert refused.exit_code == 2 and refused.stderr == message, (args, refused.output)

@@ -26,6 +26,8 @@ def test_physical_cores_count_cores_not_hyperthreads_and_respect_a_cgroup_quota(
     (cgroup / "cpu.max").write_text("150000 100000\n")  # a quota of 1.5 CPUs
     assert physical_cores(tmp_path, cgroup) == 2
     assert physical_cores(tmp_path / "nowhere", cgroup) == 2  # no topology: the logical CPUs (5), capped
+    (cgroup / "cpu.max").write_text("max 100000\n")
+    assert physical_cores(tmp_path / "nowhere", cgroup) == 5  # no topology and no quota: the logical CPUs
 
 
 def test_the_spec_then_omp_num_threads_then_physical_cores_per_local_rank(monkeypatch):
