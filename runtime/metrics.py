@@ -60,13 +60,8 @@ def roc_auc(true: np.ndarray, score: np.ndarray) -> float:
     positives, negatives = int(true.sum()), int((~true).sum())
     if not positives or not negatives:
         return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    ranks = np.empty(len(score), dtype=np.float64)
-    sorted_scores = np.asarray(score)[order]
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    ends = np.r_[starts[1:], len(score)]
-    for start, end in zip(starts, ends):  # tied scores share their average rank (1-based)
-        ranks[order[start:end]] = (start + end + 1) / 2
+    _, position, counts = np.unique(score, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[position]  # tied scores share their average rank (1-based)
     return float((ranks[true].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 

@@ -200,17 +200,13 @@ def test_data_paths_are_relative_to_the_spec(tmp_path: Path):
 
 
 def test_a_huge_spec_is_refused_before_parsing(tmp_path: Path):
-    import time
-
     path = tmp_path / "huge.yaml"
-    with path.open("w") as f:  # 50 MB: parsing it would take minutes and gigabytes
-        f.write("version: 1\nmodel:\n  layers:\n")
-        f.write("    - {type: relu}\n" * 2_700_000)
-    started = time.perf_counter()
+    with path.open("w") as f:  # 50 MB (sparse: only the size is read): parsing it would take minutes and gigabytes
+        f.write("version: 1\n")
+        f.truncate(50 * 1024 * 1024)
     with pytest.raises(SpecError) as err:
         load_spec(path)
-    assert time.perf_counter() - started < 1.0
-    assert str(err.value) == f"{path}:1:1: <spec>: the file is 48.9 MiB; a spec is a text file of at most 1 MiB"
+    assert str(err.value) == f"{path}:1:1: <spec>: the file is 50.0 MiB; a spec is a text file of at most 1 MiB"
 
 
 def test_a_spec_that_is_not_utf8_names_the_byte(tmp_path: Path):
