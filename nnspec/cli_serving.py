@@ -101,8 +101,9 @@ def _open_session(model: str, repo: Path):
     try:
         if (path / MANIFEST_FILE).is_file():  # a version folder
             return ModelSession(path)
-        if path.is_dir() and _is_model_folder(path):  # a model folder: its latest version
-            return ModelSession(version_dir(path.parent, path.name, latest_version(path.parent, path.name)))
+        latest = _latest_in(path) if path.is_dir() else None
+        if latest is not None:  # a model folder: its latest version
+            return ModelSession(version_dir(path.parent, path.name, latest))
         if path.is_absolute() or model.startswith(".") or path.is_dir():
             raise RepositoryError(f"{path}: not an exported model (no {MANIFEST_FILE}, no version folders)")
         name, _, version = model.partition("/")  # NAME or NAME/VERSION in --repo
@@ -117,13 +118,14 @@ def _open_session(model: str, repo: Path):
         _fail(str(exc))
 
 
-def _is_model_folder(path: Path) -> bool:
+def _latest_in(path: Path) -> int | None:
+    """The latest complete version in a model folder; None when the folder is no model."""
     from nnspec.runtime.repository import RepositoryError, latest_version
 
     try:
-        return latest_version(path.parent, path.name) is not None
+        return latest_version(path.parent, path.name)
     except RepositoryError:  # not a valid model name
-        return False
+        return None
 
 
 def _csv_instances(file: Path, session) -> list:

@@ -152,7 +152,7 @@ def _check_name(name: str) -> None:
 
 
 async def _optional_json(request: Request) -> dict:
-    body = await request.body()
+    body = await request_body(request)
     if not body.strip():
         return {}
     return json_object(body)
@@ -164,9 +164,7 @@ async def repository_index(request: Request, state: State) -> Response:
     """An entry per loaded or failed version (with the reason), one per other model in the repository;
     `{"ready": true}` lists only loaded versions."""
     payload = await _optional_json(request)
-    entries = await run_in_threadpool(state.store.index)
-    for entry in entries:
-        entry["reason"] = hide_paths(entry["reason"], state.settings.repository)
+    entries = await run_in_threadpool(state.store.index)  # reasons name <model>/<version>, never a server path
     if payload.get("ready") is True:
         entries = [e for e in entries if e["state"] == "READY"]
     return json_response(entries)

@@ -279,11 +279,6 @@ class ModelStore:
             self.metrics.models_loaded.labels(name).set(len(fresh))
             log.info("serving %s versions %s", name, sorted(fresh))
 
-    def loaded_versions(self, name: str) -> dict[int, LoadedModel]:
-        """The loaded versions of `name` (a snapshot)."""
-        with self._lock:
-            return dict(self._models.get(name, {}))
-
     def _open(self, folder: Path, name: str, version: int, fingerprint: tuple | None) -> LoadedModel:
         session = ModelSession(folder, intra_op_threads=self.settings.threads_per_run(), spin=False)
         if session.name != name:

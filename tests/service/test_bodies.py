@@ -253,8 +253,3 @@ def test_the_pixel_budget_sums_the_images_of_a_request(shared_repo, client_for):
         assert c.post("/v1/models/digits8:predict", json={"instances": [image]}).status_code == 200
         r = c.post("/v1/models/digits8:predict", json={"instances": [image, image]})
         assert r.status_code == 413 and r.json()["error"].startswith("instances[1]: ") and "100 pixels" in r.text
-
-
-def test_settings_defaults():
-    settings = Settings()
-    assert settings.max_pixels == 64_000_000 and settings.body_timeout == 30.0
