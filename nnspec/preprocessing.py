@@ -170,6 +170,10 @@ class TableEncoder:
                 mask[start:stop] = True
         return mask
 
+    def refused(self, x: np.ndarray) -> np.ndarray:
+        """Which values of an encoded (N, width) batch are not finite, except a NaN the exported graph fills."""
+        return ~np.isfinite(x) & ~(np.isnan(x) & self.fillable)
+
     @classmethod
     def fit(cls, columns: Mapping[str, np.ndarray], gaps=frozenset(), missing: Mapping | None = None,
             unknown: str = "error") -> "TableEncoder":

@@ -81,21 +81,6 @@ class Normalizer:
         return {"shift": torch.from_numpy(np.ascontiguousarray(self.shift)), "scale": torch.from_numpy(np.ascontiguousarray(self.scale))}
 
 
-def _median(column: np.ndarray, missing: dict) -> float:
-    return float(np.nanmedian(column))
-
-
-def _mean(column: np.ndarray, missing: dict) -> float:
-    return float(np.nanmean(column, dtype=np.float64))
-
-
-def _constant(column: np.ndarray, missing: dict) -> float:
-    return float(missing["fill"])
-
-
-_NUMERIC_FILLS = {"median": _median, "mean": _mean, "constant": _constant}  # missing.numeric -> its fill value
-
-
 @dataclass
 class Imputer:
     """x -> x with NaN replaced by per-column fill values, then one was-missing 0/1 column appended per
@@ -126,7 +111,9 @@ class Imputer:
             if np.isnan(block[:, 0]).all():
                 raise DataError(f"column '{feature['name']}' has no values in the training split to fill its gaps with")
             if feature["type"] == "numeric":
-                fill[start] = _NUMERIC_FILLS[missing["strategy"]](block[:, 0], missing)
+                strategy, column = missing["strategy"], block[:, 0]
+                fill[start] = (float(missing["fill"]) if strategy == "constant" else
+                               float(np.nanmedian(column)) if strategy == "median" else float(np.nanmean(column, dtype=np.float64)))
                 value = float(str(fill[start]))  # the float32 the graph holds, spelled shortest
                 if missing["indicator"]:
                     indicate.append(start)
@@ -329,22 +316,12 @@ def split_origins(spec: Spec, raw: RawData, indices) -> dict[str, str]:
     return out
 
 
-def _fillable(features: list[dict] | None) -> np.ndarray | None:
-    """The columns the imputation fills (TableEncoder.fillable), or None when there are none."""
-    if not features or not any(f.get("missing") for f in features):
-        return None
-    mask = TableEncoder(features).fillable
-    return mask if mask.any() else None
-
-
-def _check_finite(x: np.ndarray, fillable: np.ndarray | None) -> None:
+def _check_finite(x: np.ndarray, encoder: TableEncoder | None) -> None:
     """A DataError for NaN or infinite inputs, except NaN in the columns the imputation fills."""
     if np.isfinite(x).all():
         return
-    bad = ~np.isfinite(x.reshape(len(x), -1))
-    if fillable is not None:
-        bad &= ~(np.isnan(x) & fillable)
-    rows = np.where(bad.any(axis=1))[0]
+    bad = encoder.refused(x) if encoder else ~np.isfinite(x)
+    rows = np.where(bad.reshape(len(x), -1).any(axis=1))[0]
     if len(rows):
         raise DataError(f"inputs contain NaN or infinite values (rows {', '.join(map(str, rows[:5]))}{' ...' if len(rows) > 5 else ''})")
 
@@ -363,14 +340,14 @@ def raw_rows(spec: Spec, limit: int) -> np.ndarray:
 def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
     """prepare_data for already-loaded arrays (or a streamed image folder's file list)."""
     x, y = raw.x, raw.y
-    fillable = _fillable(raw.features)
+    encoder = TableEncoder(raw.features) if raw.features else None
     if x is not None:
-        _check_finite(x, fillable)
+        _check_finite(x, encoder)
     if raw.labels is not None and len(np.unique(y)) < 2:
         raise DataError(f"the data has only one class ({raw.labels[int(y[0])] if len(y) else 'none'}); a classifier needs at least two")
     train_idx, val_idx, test_idx = _split(spec, raw)
     imputer = None
-    if fillable is not None:  # only a table with gaps pays for the fills (a copy of x with the was-missing columns)
+    if encoder is not None and encoder.fillable.any():  # only a table with gaps pays for the fills (a copy of x with the was-missing columns)
         imputer, raw.features = Imputer.fit(raw.features, x[train_idx])
         x = imputer(x)
     notes = raw.notes + missing_notes(raw.features, raw.x)

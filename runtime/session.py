@@ -51,9 +51,6 @@ class ModelSession:
         self.max_batch_size = int(serving.get("max_batch_size", 64))
         self.max_queue_delay_ms = float(serving.get("max_queue_delay_ms", 2.0))
         self._table = TableEncoder(self.features) if self.features else None
-        # NaN is a missing value in the columns the graph fills (table features with gaps in training)
-        fillable = self._table.fillable if self._table else None
-        self._fillable = fillable if fillable is not None and fillable.any() else None
 
         options = ort.SessionOptions()
         if intra_op_threads:
@@ -131,11 +128,10 @@ class ModelSession:
 
     def _finite(self, batch: np.ndarray, path: str) -> np.ndarray:
         if not np.isfinite(batch).all():
-            bad = ~np.isfinite(batch)
-            if self._fillable is not None:
-                bad &= ~(np.isnan(batch) & self._fillable)
-                if not bad.any():
-                    return batch
+            # NaN is a missing value in the columns the graph fills (table features with gaps in training)
+            bad = self._table.refused(batch) if self._table else ~np.isfinite(batch)
+            if not bad.any():
+                return batch
             index = np.argwhere(bad)[0]
             where = path + "".join(f"[{k}]" for k in index)
             raise InputError(where, f"expected a finite float32 number, got {batch[tuple(index)]}")
