@@ -20,8 +20,11 @@ from .files import atomic_write_text
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "nnspec.json"
 CONFIG_FILE = "config.pbtxt"
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
-_VERSION = re.compile(r"[1-9][0-9]{0,17}\Z")
+NAME_PATTERN = "[a-z0-9][a-z0-9_-]*"  # a model name (at most MAX_NAME_LENGTH characters)
+VERSION_PATTERN = "[1-9][0-9]{0,17}"  # a version: a positive integer below 10**18
+MAX_NAME_LENGTH = 128
+_NAME = re.compile(NAME_PATTERN + r"\Z")
+_VERSION = re.compile(VERSION_PATTERN + r"\Z")
 _TRITON_TYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64"}
 
 Stager = Callable[[Path], None]
@@ -33,7 +36,7 @@ class RepositoryError(ValueError):
 
 def check_name(name: object) -> str:
     """Return `name` if it is a valid model name (`[a-z0-9][a-z0-9_-]*`), else raise."""
-    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 128:
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > MAX_NAME_LENGTH:
         raise RepositoryError(f"invalid model name {name!r}: expected [a-z0-9][a-z0-9_-]*")
     return name
 

@@ -9,7 +9,6 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Awaitable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -128,6 +127,7 @@ class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout: float = 30.0):
         self.app = app
         self.max_body = max_body_bytes
+        self._too_large = f"request body larger than {max_body_bytes} bytes"
         self.deadlines = _Deadlines(body_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,7 +143,7 @@ class BodyLimitMiddleware:
             if not length.isdigit():
                 return await error_response(400, "invalid Content-Length")(scope, receive, send)
             if int(length) > self.max_body:
-                return await self._too_large(scope, receive, send)
+                return await error_response(413, self._too_large)(scope, receive, send)
         if scope["method"] in _NO_BODY_METHODS:
             return await self.app(scope, receive, send)
         try:
@@ -178,7 +178,7 @@ class BodyLimitMiddleware:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > self.max_body:
-                    raise ApiError(413, f"request body larger than {self.max_body} bytes")
+                    raise ApiError(413, self._too_large)
                 chunks.append(chunk)
                 more = message.get("more_body", False)
         except asyncio.CancelledError:
@@ -196,6 +196,3 @@ class BodyLimitMiddleware:
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")]
         scope["headers"].append((b"content-length", str(len(body)).encode()))
         return body
-
-    def _too_large(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        return error_response(413, f"request body larger than {self.max_body} bytes")(scope, receive, send)

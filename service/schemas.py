@@ -7,9 +7,11 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
+from nnspec.runtime.repository import MAX_NAME_LENGTH, NAME_PATTERN, VERSION_PATTERN
+
 # What `repository.check_name` and `check_version` accept, as JSON Schema patterns.
-_PATH_PARAMETERS = {"name": {"pattern": "^[a-z0-9][a-z0-9_-]*$", "maxLength": 128},
-                    "version": {"pattern": "^[1-9][0-9]{0,17}$"}}
+_PATH_PARAMETERS = {"name": {"pattern": f"^{NAME_PATTERN}$", "maxLength": MAX_NAME_LENGTH},
+                    "version": {"pattern": f"^{VERSION_PATTERN}$"}}
 
 
 def inline_schema(model: type[BaseModel]) -> dict:
