@@ -10,9 +10,10 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 import numpy as np
 from pydantic import Field, model_validator
 
-from nnspec.preprocessing import IMAGE_SUFFIXES, ImageError, TableEncoder, decode_image, show_value
+from nnspec.preprocessing import IMAGE_SUFFIXES, Categories, ImageError, TableEncoder, decode_image, show_value
 
 from .base import FiniteFloat, Pair, PositiveInt, Shape, StrictModel
+from .tables import Columns, is_numeric, missing_cells, number_categories, read_csv, read_parquet
 
 IN_MEMORY_LIMIT = 2 * 1024**3  # bytes of decoded float32 images above which `in_memory: auto` streams from disk
 FIXED_ORDER = ("validation", "test")  # a source's own splits follow its main samples, in this order
@@ -95,27 +96,36 @@ def _label_text(value) -> str:
     return str(int(value)) if isinstance(value, float) and float(value).is_integer() else str(value)
 
 
+def _distinct(values) -> tuple[list, np.ndarray]:
+    """The distinct values of an array or Categories and each row's index among them, without a Python loop per row."""
+    if isinstance(values, Categories):
+        used, inverse = np.unique(values.codes, return_inverse=True)
+        return [values.texts[i] for i in used.tolist()], inverse.reshape(-1)
+    uniques, inverse = np.unique(np.asarray(values), return_inverse=True)
+    return uniques.tolist(), inverse.reshape(-1)
+
+
 def encode_labels(values) -> tuple[list[str], np.ndarray]:
     """Class names in a stable order (numeric order when all are numbers) and each value's index."""
-    values = np.asarray(values)
-    uniques = list(dict.fromkeys(values.tolist()))
+    uniques, inverse = _distinct(values)
     try:
-        uniques.sort(key=float)
+        order = sorted(range(len(uniques)), key=lambda i: float(uniques[i]))
     except (TypeError, ValueError):
-        uniques.sort(key=str)
-    index = {v: i for i, v in enumerate(uniques)}
-    labels = [_label_text(v) for v in uniques]
-    return labels, np.array([index[v] for v in values.tolist()], dtype=np.int64)
+        order = sorted(range(len(uniques)), key=lambda i: str(uniques[i]))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return [_label_text(uniques[i]) for i in order], rank[inverse]
 
 
 def index_labels(labels: list[str], values, where: str) -> np.ndarray:
     """Each value's index in labels (a fixed split's classes are the training data's), or a DataError."""
     index = {name: i for i, name in enumerate(labels)}
-    texts = [_label_text(v) for v in np.asarray(values).tolist()]
+    uniques, inverse = _distinct(values)
+    texts = [_label_text(v) for v in uniques]
     unknown = next((t for t in texts if t not in index), None)
     if unknown is not None:
         raise DataError(f"{where}: class {unknown!r} does not occur in the training data ({', '.join(labels[:10])})")
-    return np.array([index[t] for t in texts], dtype=np.int64)
+    return np.array([index[t] for t in texts], dtype=np.int64)[inverse]
 
 
 class MissingSpec(StrictModel):
@@ -204,15 +214,18 @@ def _load_mnist1d(info: DataInfo) -> RawData:
 
 @dataclass
 class _Table:
-    """One file of a table source: its frame, the data.source key naming it, and how messages number its rows."""
+    """One file of a table source: its columns, the data.source key naming it, and how messages number its rows."""
 
     part: str  # train, validation or test
     key: str
     file: str
-    frame: Any
+    columns: Columns
     first_row: int
     row_word: str
     kept: np.ndarray | None = None  # the file positions of the rows kept (None: every row)
+
+    def __len__(self) -> int:
+        return len(self.columns)
 
     def rows(self, positions) -> str:
         """Rows as messages name them (`file rows 5, 9`), counted in the file as written."""
@@ -226,6 +239,12 @@ class _Table:
 
 
 _TABLE_FILES = (("train", "path"), ("validation", "validation_path"), ("test", "test_path"))  # FIXED_ORDER after train
+_handed_on: dict = {}  # the table describe() read last, for the load() that follows it in the same command
+
+
+def _file_key(path: Path) -> tuple:
+    stat = path.stat()
+    return str(path), stat.st_mtime_ns, stat.st_size
 
 
 class _TableSource(_Source):
@@ -237,54 +256,76 @@ class _TableSource(_Source):
     validation_path: str | None = Field(None, description="A file with the same columns used as the validation set instead of a fraction of path (leave data.split.validation unset).")
     test_path: str | None = Field(None, description="A file with the same columns used as the test set (scored on exactly its rows) instead of a fraction of path (leave data.split.test unset).")
 
-    def _read(self, path: Path):  # pragma: no cover - abstract
+    def _read(self, path: Path) -> Columns:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _handoff_key(self, base: Path, task: str, preprocessing: PreprocessingSpec) -> tuple:
+        """What a loaded table depends on: the source, the task, the preprocessing and each file's identity."""
+        files = tuple(_file_key(self._path(base, key)) for _, key in _TABLE_FILES if getattr(self, key) is not None)
+        return self.model_dump_json(), task, preprocessing.model_dump_json(), files
+
+    def describe(self, base: Path, task: str, preprocessing: PreprocessingSpec = DEFAULT_PREPROCESSING) -> DataInfo:
+        """Loads the table (its columns' kinds, categories and gaps decide the input) and hands what it read
+        to the load() that follows in the same command, so a command reads each table once."""
+        raw = self._load(base, task, preprocessing)
+        _handed_on.clear()
+        _handed_on[self._handoff_key(base, task, preprocessing)] = raw
+        return DataInfo(**{f: getattr(raw, f) for f in DataInfo.__dataclass_fields__})
+
     def load(self, base: Path, task: str, preprocessing: PreprocessingSpec = DEFAULT_PREPROCESSING) -> RawData:
+        handed = _handed_on.pop(self._handoff_key(base, task, preprocessing), None)
+        return handed if handed is not None else self._load(base, task, preprocessing)
+
+    def _load(self, base: Path, task: str, preprocessing: PreprocessingSpec) -> RawData:
         tables = {part: self._table(base, part, key) for part, key in _TABLE_FILES if getattr(self, key) is not None}
         main = tables["train"]
-        names = self.features or [c for c in main.frame.columns if c != self.target]
+        names = self.features or [c for c in main.columns.names if c != self.target]
         for table in tables.values():
             self._check_columns(table, names)
         notes = [note for table in tables.values() if (note := self._drop_missing_targets(table))]
-        numeric = {name: main.frame[name].dtype.kind in "iuf" for name in names}
+        kinds = {name: is_numeric(main.columns.values[name]) for name in names}
         gaps = _gaps(tables, names)
-        _refuse_gaps(gaps, numeric, preprocessing.missing, tables)
-        columns = {part: _columns(table, names, numeric, main, gaps) for part, table in tables.items()}
+        _refuse_gaps(gaps, kinds, preprocessing.missing, tables)
+        columns = {part: _columns(table, names, kinds, main) for part, table in tables.items()}
         encoder = TableEncoder.fit(columns["train"], {str(n) for n in gaps}, preprocessing.missing.model_dump(),
                                    preprocessing.unknown_category)
         if preprocessing.unknown_category == "error":
             for part, table in tables.items():
                 if part != "train":
                     _check_categories(table, columns[part], encoder, main)
-        x = _stack([encoder.encode_columns(columns[part]) for part in tables])
-        fixed = {part: FixedSplit(len(t.frame), f"{t.key} ({t.file})", f"{t.key} {t.file}", t.key)
+        targets = self._targets(task, tables)
+        x = np.empty((sum(len(t) for t in tables.values()), encoder.width), dtype=np.float32)
+        start = 0
+        for part, table in tables.items():
+            encoder.encode_columns(columns.pop(part), out=x[start : start + len(table)])  # each file's columns freed once encoded
+            start += len(table)
+        fixed = {part: FixedSplit(len(t), f"{t.key} ({t.file})", f"{t.key} {t.file}", t.key)
                  for part, t in tables.items() if part != "train"}
-        return RawData(shape=(x.shape[1],), features=encoder.features, origin=main.file, fixed=fixed, x=x, notes=notes,
-                       **self._targets(task, tables))
+        return RawData(shape=(x.shape[1],), features=encoder.features, origin=main.file, fixed=fixed, x=x, notes=notes, **targets)
 
     def _targets(self, task: str, tables: dict[str, _Table]) -> dict:
         """y of every file, with the labels (the main file's classes) or the target's name."""
+        values = {part: t.columns.values[self.target] for part, t in tables.items()}
         if task == "regression":
-            for table in tables.values():
-                if table.frame[self.target].dtype.kind not in "biuf":
+            for part, table in tables.items():
+                if not is_numeric(values[part]):
                     raise DataError(f"{table.file}: regression target '{self.target}' must be numeric")
-            return {"targets": [self.target], "y": _stack([t.frame[self.target].to_numpy(np.float32).reshape(-1, 1) for t in tables.values()])}
-        labels, y = encode_labels(tables["train"].frame[self.target].to_numpy())
-        ys = [y] + [index_labels(labels, t.frame[self.target].to_numpy(), f"{t.file}: column '{self.target}'")
+            return {"targets": [self.target], "y": _stack([v.astype(np.float32).reshape(-1, 1) for v in values.values()])}
+        labels, y = encode_labels(values["train"])
+        ys = [y] + [index_labels(labels, values[part], f"{t.file}: column '{self.target}'")
                     for part, t in tables.items() if part != "train"]
         return {"labels": labels, "y": _stack(ys)}
 
     def _table(self, base: Path, part: str, key: str) -> _Table:
         path = self._path(base, key)
         try:
-            frame = self._read(path)
+            columns = self._read(path, self.target)
         except Exception as e:  # the table library's own message is the useful part
-            raise DataError(f"cannot read {path.name}: {e}", key) from None
-        return _Table(part, key, path.name, frame, self._first_row, self._row_word)
+            raise DataError(f"cannot read {path.name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", key) from None
+        return _Table(part, key, path.name, columns, self._first_row, self._row_word)
 
     def _check_columns(self, table: _Table, names: list[str]) -> None:
-        columns = table.frame.columns
+        columns = table.columns.names
         if self.target not in columns:
             raise DataError(f"no column '{self.target}' in {table.file}; columns: {', '.join(map(str, columns))}",
                             "target" if table.part == "train" else table.key)
@@ -294,15 +335,15 @@ class _TableSource(_Source):
 
     def _drop_missing_targets(self, table: _Table) -> str | None:
         """Drop the rows without a target (never imputed); the note that says so, or None."""
-        absent = table.frame[self.target].isna().to_numpy()
+        absent = missing_cells(table.columns.values[self.target])
         if not absent.any():
             return None
         count = int(absent.sum())
         note = (f"{table.file}: {count} {'row' if count == 1 else 'rows'} without a target ({self.target}) dropped "
                 f"({table.rows(np.flatnonzero(absent))})")
-        table.frame, table.kept = table.frame[~absent], np.flatnonzero(~absent)
+        table.kept = np.flatnonzero(~absent)
+        table.columns = table.columns.take(table.kept)
         return note
-
 
 
 def _gaps(tables: dict[str, _Table], names: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -310,7 +351,7 @@ def _gaps(tables: dict[str, _Table], names: list[str]) -> dict[str, dict[str, np
     gaps: dict[str, dict[str, np.ndarray]] = {}
     for name in names:
         for part, table in tables.items():
-            rows = np.flatnonzero(table.frame[name].isna().to_numpy())  # positions: the frame's index may be anything
+            rows = np.flatnonzero(missing_cells(table.columns.values[name]))
             if len(rows):
                 gaps.setdefault(name, {})[part] = rows
     return gaps
@@ -327,34 +368,28 @@ def _refuse_gaps(gaps: dict, numeric: dict, missing: MissingSpec, tables: dict[s
     raise DataError(f"{tables['train'].file}: {detail}", ("data", "preprocessing", "missing", kind))
 
 
-def _columns(table: _Table, names: list[str], numeric: dict[str, bool], main: _Table, gaps: dict) -> dict[str, np.ndarray]:
-    """The feature columns as TableEncoder takes them: numbers as float32 (NaN gaps), anything else (strings,
-    booleans) as categories spelled like a raw CSV row (None gaps)."""
+def _columns(table: _Table, names: list[str], numeric: dict[str, bool], main: _Table) -> dict:
+    """The feature columns as TableEncoder takes them, each of the kind it has in the main file: numbers
+    (float32, NaN gaps) or Categories; a fixed file's numbers in a categorical column become their text."""
     out = {}
     for name in names:
-        column = table.frame[name]
-        if numeric[name]:
-            if column.dtype.kind not in "iuf":
-                raise DataError(f"{table.file}: column '{name}' must be numeric, as it is in {main.file}", table.key)
-            out[str(name)] = column.to_numpy(np.float32)
-            continue
-        values = column.astype(str).to_numpy(dtype=object)
-        if table.part in gaps.get(name, {}):
-            values[gaps[name][table.part]] = None
-        out[str(name)] = values
+        values = table.columns.values[name]
+        if numeric[name] and not is_numeric(values):
+            raise DataError(f"{table.file}: column '{name}' must be numeric, as it is in {main.file}", table.key)
+        out[str(name)] = values if numeric[name] or not is_numeric(values) else number_categories(values)
     return out
 
 
-def _check_categories(table: _Table, columns: dict[str, np.ndarray], encoder: TableEncoder, main: _Table) -> None:
+def _check_categories(table: _Table, columns: dict, encoder: TableEncoder, main: _Table) -> None:
     """A DataError for the first category of a fixed file that the training file does not have."""
     for feature in encoder.features:
         if feature["type"] != "categorical":
             continue
-        known = set(feature["categories"]) | {None}
-        bad = next((i for i, v in enumerate(columns[feature["name"]]) if v not in known), None)
-        if bad is not None:
-            value = columns[feature["name"]][bad]
-            raise DataError(f"{table.file}: column '{feature['name']}': unknown category {show_value(value)} ({table.rows([bad])}), "
+        values = columns[feature["name"]]
+        unknown = np.flatnonzero((values.offsets(feature["categories"]) < 0) & (values.codes >= 0))
+        if len(unknown):
+            bad = int(unknown[0])
+            raise DataError(f"{table.file}: column '{feature['name']}': unknown category {show_value(values.text(bad))} ({table.rows([bad])}), "
                             f"not in {main.file}; data.preprocessing.unknown_category: ignore encodes it as all zeros", table.key)
 
 
@@ -365,10 +400,8 @@ class CsvSource(_TableSource):
     _first_row: ClassVar[int] = 2  # line 1 is the header
     _row_word: ClassVar[str] = "file rows"
 
-    def _read(self, path: Path):
-        import pandas as pd
-
-        return pd.read_csv(path)
+    def _read(self, path: Path, target: str) -> Columns:
+        return read_csv(path, target)
 
 
 class ParquetSource(_TableSource):
@@ -376,10 +409,8 @@ class ParquetSource(_TableSource):
 
     type: Literal["parquet"] = Field(description="Selects a Parquet file.")
 
-    def _read(self, path: Path):
-        import pandas as pd
-
-        return pd.read_parquet(path)
+    def _read(self, path: Path, target: str) -> Columns:
+        return read_parquet(path, target)
 
 
 def open_npz(path: Path):

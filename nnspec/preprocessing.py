@@ -140,6 +140,37 @@ def _lookup(feature: dict) -> dict | None:
     return lookup
 
 
+class Categories:
+    """A column of category texts without a Python object per row: `codes` index `texts` (its distinct
+    values, in any order), -1 marks a missing value."""
+
+    def __init__(self, codes: np.ndarray, texts: list[str]):
+        self.codes, self.texts = codes, texts
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, rows) -> "Categories":
+        return Categories(self.codes[rows], self.texts)
+
+    def present(self) -> list[str]:
+        """The distinct texts that occur, sorted."""
+        used = np.unique(self.codes)
+        return sorted(self.texts[i] for i in used[used >= 0].tolist())
+
+    def offsets(self, categories: list) -> np.ndarray:
+        """Each row's position in `categories` (None there is the missing value's); -1 where it has none."""
+        where = {c: i for i, c in enumerate(categories)}
+        # codes of -1 pick the last entry: the missing value's position
+        table = np.array([where.get(t, -1) for t in self.texts] + [where.get(None, -1)], dtype=np.int64)
+        return table[self.codes]
+
+    def text(self, row: int) -> str | None:
+        """One row's category, None when missing."""
+        code = int(self.codes[row])
+        return None if code < 0 else self.texts[code]
+
+
 class TableEncoder:
     """Table features -> float32 columns: a numeric feature is one column as it is, a categorical one
     is one-hot over its training categories. `features` is the manifest's feature list.
@@ -175,18 +206,18 @@ class TableEncoder:
         return ~np.isfinite(x) & ~(np.isnan(x) & self.fillable)
 
     @classmethod
-    def fit(cls, columns: Mapping[str, np.ndarray], gaps=frozenset(), missing: Mapping | None = None,
+    def fit(cls, columns: Mapping[str, "np.ndarray | Categories"], gaps=frozenset(), missing: Mapping | None = None,
             unknown: str = "error") -> "TableEncoder":
-        """Feature kinds and categories from training columns: numeric arrays stay numeric, others (strings,
-        None where missing) become categorical with their sorted distinct values. `gaps` names the columns
-        with missing values anywhere in the source, handled by `missing` (data.preprocessing.missing as a
-        mapping); `unknown` is data.preprocessing.unknown_category."""
+        """Feature kinds and categories from training columns: numeric arrays stay numeric, Categories become
+        categorical with their sorted distinct texts. `gaps` names the columns with missing values anywhere in
+        the source, handled by `missing` (data.preprocessing.missing as a mapping); `unknown` is
+        data.preprocessing.unknown_category."""
         features = []
         for name, values in columns.items():
-            if values.dtype.kind in "iuf":
+            if not isinstance(values, Categories):
                 feature = {"name": name, "type": "numeric"}
             else:
-                feature = {"name": name, "type": "categorical", "categories": sorted(set(values.tolist()) - {None})}
+                feature = {"name": name, "type": "categorical", "categories": values.present()}
                 if unknown != "error":
                     feature["unknown"] = unknown
             if name in gaps:
@@ -196,21 +227,25 @@ class TableEncoder:
             features.append(feature)
         return cls(features)
 
-    def encode_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Whole training columns (numeric with NaN gaps, or strings as category_text spells them with None
-        gaps) -> (N, width) float32. Gaps of numeric and most_frequent features stay NaN (across the one-hot
-        block) for the imputation fitted on the training split; a category outside the training ones is all zero."""
-        parts = []
-        for (name, _), feature in zip(self.columns, self.features):
+    def encode_columns(self, columns: Mapping[str, "np.ndarray | Categories"], out: np.ndarray | None = None) -> np.ndarray:
+        """Whole training columns (numbers with NaN gaps, or Categories) -> (N, width) float32, written into
+        `out` when given. Gaps of numeric and most_frequent features stay NaN (across the one-hot block) for the
+        imputation fitted on the training split; a category outside the training ones is all zero."""
+        rows = len(columns[self.names[0]])
+        out = np.empty((rows, self.width), dtype=np.float32) if out is None else out
+        for (name, lookup), feature, (start, stop) in zip(self.columns, self.features, self.spans):
             values = columns[name]
-            if feature.get("type") != "categorical":
-                parts.append(values.astype(np.float32)[:, None])
+            if lookup is None:
+                out[:, start] = values
                 continue
-            block = (values[:, None] == np.array(feature["categories"], dtype=object)[None, :]).astype(np.float32)
+            offsets = values.offsets(feature["categories"])
+            block = out[:, start:stop]
+            block[:] = 0.0
+            hit = np.flatnonzero(offsets >= 0)
+            block[hit, offsets[hit]] = 1.0
             if (feature.get("missing") or {}).get("strategy") == "most_frequent":
-                block[np.equal(values, None)] = np.nan
-            parts.append(block)
-        return np.concatenate(parts, axis=1)
+                block[values.codes < 0] = np.nan
+        return out
 
     def encode_instances(self, instances: list, path: str = "instances") -> np.ndarray:
         """JSON rows (objects of named features, or lists of raw values in feature order) -> (N, width)

@@ -1,0 +1,152 @@
+"""CSV and Parquet files read with pyarrow into lean columns: numbers straight to float32 (NaN gaps),
+anything else (strings, booleans) dictionary-encoded as `Categories` (no Python object per row).
+
+Columns are converted one at a time and each arrow column is dropped once converted, so a table never
+exists as float64 and float32 at once; Parquet is read column by column. The cells read as missing are
+pandas' defaults (`MISSING_CELLS`), so `nnspec predict` reads a CSV row's gaps as training read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from nnspec.preprocessing import MISSING_CELLS, Categories
+
+STREAM_BLOCK = 1 << 22  # bytes of CSV text per record batch when a table streams
+
+
+@dataclass
+class Columns:
+    """A file's columns as read: {name: float32 array or Categories}, in file order."""
+
+    names: list[str]
+    values: dict[str, "np.ndarray | Categories"]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.values.values()))) if self.values else 0
+
+    def take(self, rows: np.ndarray) -> "Columns":
+        """Only these rows."""
+        return Columns(self.names, {n: v[rows] for n, v in self.values.items()})
+
+
+def is_numeric(values) -> bool:
+    """Whether a column read by this module is numbers, not Categories."""
+    return not isinstance(values, Categories)
+
+
+def missing_cells(values) -> np.ndarray:
+    """(N,) bool: the column's missing cells (NaN numbers, -1 codes)."""
+    return np.isnan(values) if is_numeric(values) else values.codes < 0
+
+
+def number_categories(values: np.ndarray) -> Categories:
+    """Numbers as Categories, spelled as a CSV holds them (`3` for an integral value)."""
+    present = ~np.isnan(values)
+    uniques, codes = np.unique(values[present], return_inverse=True)
+    out = np.full(len(values), -1, np.int32)
+    out[present] = codes
+    return Categories(out, [str(int(v)) if v.is_integer() else str(v) for v in uniques.tolist()])
+
+
+def _convert(column, exact: bool = False) -> "np.ndarray | Categories":
+    """One arrow (chunked) array as a lean column: integers, floats and all-null columns as float32 with NaN
+    gaps (NaN counts as missing, as in pandas); strings and booleans as Categories spelled like a raw CSV row
+    (`True`); other types (dates, decimals) as pandas spells them. `exact`: numbers as float64 (a target)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column, kind = column.cast(kind.value_type), kind.value_type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind):
+        return pc.cast(column, pa.float64() if exact else pa.float32(), safe=False).to_numpy()  # nulls come out as NaN
+    if pa.types.is_boolean(kind):
+        codes = pc.if_else(column, 1, 0).fill_null(-1).to_numpy()
+        return Categories(codes.astype(np.int32), ["False", "True"])
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        texts = column.to_pandas().astype(str).to_numpy(dtype=object)  # rare types: spelled as pandas spells them
+        texts[column.is_null().to_numpy(zero_copy_only=False)] = None
+        column = pa.chunked_array([pa.array(texts.tolist(), pa.string())])
+    encoded = column.dictionary_encode()
+    texts = encoded.chunk(0).dictionary.to_pylist() if encoded.num_chunks else []
+    codes = [chunk.indices.fill_null(-1).to_numpy() for chunk in encoded.unify_dictionaries().chunks]
+    return Categories(np.concatenate(codes).astype(np.int32) if codes else np.zeros(0, np.int32), texts)
+
+
+def _columns(table, target: str | None = None, names: list[str] | None = None) -> Columns:
+    """An arrow table as Columns (the target's numbers exact), dropping each arrow column once converted."""
+    names = table.column_names if names is None else names
+    arrays = dict(zip(table.column_names, table.columns))
+    del table
+    values = {}
+    for name in names:
+        values[name] = _convert(arrays.pop(name), name == target)
+    return Columns(names, values)
+
+
+def _check_unique(names: list[str], file: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"column {name!r} appears twice in {file}")
+        seen.add(name)
+
+
+def _csv_options(types: dict | None = None, block: int | None = None):
+    import pyarrow.csv as csv
+
+    read = csv.ReadOptions(block_size=block) if block else csv.ReadOptions()
+    convert = csv.ConvertOptions(null_values=sorted(MISSING_CELLS), strings_can_be_null=True,
+                                 true_values=["True", "TRUE", "true"], false_values=["False", "FALSE", "false"],
+                                 column_types=types or {})
+    return read, convert
+
+
+def _temporal(schema) -> dict:
+    """Columns pyarrow reads as dates or times, which pandas keeps as their text: to be read as strings."""
+    import pyarrow as pa
+
+    return {f.name: pa.string() for f in schema if pa.types.is_temporal(f.type)}
+
+
+def read_csv(path: Path, target: str | None = None) -> Columns:
+    """A whole CSV file, its column types inferred over every row (as pandas infers them)."""
+    import pyarrow.csv as csv
+
+    read, convert = _csv_options()
+    table = csv.read_csv(path, read_options=read, convert_options=convert)
+    _check_unique(table.column_names, path.name)
+    if texts := _temporal(table.schema):
+        read, convert = _csv_options(texts)
+        table = csv.read_csv(path, read_options=read, convert_options=convert)
+    return _columns(table, target)
+
+
+def _pandas_index(schema) -> set[str]:
+    """The columns pandas' to_parquet wrote for a frame's index (not data)."""
+    meta = schema.pandas_metadata or {}
+    return {c for c in meta.get("index_columns", []) if isinstance(c, str)}
+
+
+def read_parquet(path: Path, target: str | None = None) -> Columns:
+    """A whole Parquet file, column by column (one column's arrow buffers alive at a time)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as file:
+        names = [n for n in file.schema_arrow.names if n not in _pandas_index(file.schema_arrow)]
+        _check_unique(names, path.name)
+        return Columns(names, {name: _convert(file.read(columns=[name]).column(0), name == target) for name in names})
+
+
+def parquet_batches(path: Path, names: list[str] | None = None, groups: list[int] | None = None) -> Iterator[Columns]:
+    """A Parquet file as Columns of its row groups (only `groups` when given)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as file:
+        for group in range(file.num_row_groups) if groups is None else groups:
+            yield _columns(file.read_row_group(group, columns=names), names=names)
