@@ -44,6 +44,17 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def snapshot(state):
+    """A copy of a checkpoint's state that later training steps cannot change (every tensor cloned)."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {k: snapshot(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(snapshot(v) for v in state)
+    return state
+
+
 def load_checkpoint(path: str | Path, device="cpu") -> dict:
     """Read a checkpoint with the weights-only unpickler."""
     return torch.load(path, map_location=device, weights_only=True)

@@ -34,6 +34,12 @@ class Normalizer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return (x - self.shift) / self.scale
 
+    def apply_(self, x: np.ndarray) -> np.ndarray:
+        """__call__ in place on a float32 array of the caller's own (the same float32 arithmetic, no copies)."""
+        np.subtract(x, self.shift, out=x)
+        np.divide(x, self.scale, out=x)
+        return x
+
     @classmethod
     def fit(cls, kind: str, x: np.ndarray, per_channel: bool) -> "Normalizer":
         """Statistics over the samples (and, for images, over each channel's pixels)."""
@@ -355,16 +361,20 @@ def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
     if raw.files is not None:  # one streamed pass over the training images
         images = ImageFiles([raw.files[i] for i in train_idx], raw.image, raw.shape, None)
         x_norm = Normalizer.fit_channels(kind, (b.numpy() for b in stream(images, _in_order(len(images), FIT_BATCH))), raw.shape)
+        x_train = None
     else:
-        x_norm = Normalizer.fit(kind, x[train_idx], raw.image is not None)
+        x_train = x[train_idx]  # gathered once: fitted on, then normalized in place as the training split
+        x_norm = Normalizer.fit(kind, x_train, raw.image is not None)
     y_train = y[train_idx]
     y_norm = None
     if spec.task == "regression" and spec.data.preprocessing.normalize_target:
         y_norm = Normalizer.fit("standardize", y_train, False)
     shape = spec.model.input_shape(raw.net_shape)
 
-    def to_split(idx) -> Split | StreamedSplit | None:
-        xs, ys = None if x is None else x[idx], y[idx]
+    def to_split(idx, xs=None) -> Split | StreamedSplit | None:
+        ys = y[idx]
+        if xs is None and x is not None:
+            xs = x[idx]
         if len(ys) == 0:
             return None
         if spec.task == "classification":
@@ -375,9 +385,9 @@ def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
             yt = torch.from_numpy((y_norm(ys) if y_norm else ys).astype(np.float32))
         if xs is None:
             return StreamedSplit(ImageFiles([raw.files[i] for i in idx], raw.image, shape, x_norm), yt.to(device))
-        xt = torch.from_numpy(x_norm(xs).reshape(len(xs), *shape).astype(np.float32))
+        xt = torch.from_numpy(x_norm.apply_(xs).reshape(len(xs), *shape))
         return Split(xt.to(device), yt.to(device))
 
-    return Prepared(raw=raw, train=to_split(train_idx), validation=to_split(val_idx), test=to_split(test_idx),
+    return Prepared(raw=raw, train=to_split(train_idx, x_train), validation=to_split(val_idx), test=to_split(test_idx),
                     x_norm=x_norm, y_norm=y_norm, train_targets=y_train, task=spec.task, imputer=imputer, notes=notes,
                     splits=split_origins(spec, raw, (train_idx, val_idx, test_idx)))

@@ -61,14 +61,15 @@ def create_run_dir(runs_dir: str | Path, spec: Spec, info: DataInfo) -> Path:
 
 
 def write_metrics_csv(path: Path, rows: list[dict]) -> None:
-    """One row per epoch; columns are the union of the rows' keys in first-seen order."""
+    """One row per epoch; columns are the union of the rows' keys in first-seen order (rewritten every epoch,
+    without fsync)."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns)
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue(), durable=False)
 
 
 def _save_figure(fig, path: Path) -> None:

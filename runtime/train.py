@@ -19,13 +19,15 @@ from nnspec.compiler.compile import compile_model
 from nnspec.compiler.metrics import metric_mode
 from nnspec.compiler.spec import Spec
 
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, snapshot
 from .data import Normalizer, Prepared, Split, StreamedSplit, prepare_data
 from .distributed import Dist, init_distributed, shutdown
 from .files import atomic_write_json
 from .metrics import compute_metrics, probabilities
 from .rundir import create_run_dir, plot_confusion, plot_curves, spec_hash, write_metrics_csv
 from .threads import set_training_threads
+
+CHECKPOINT_SECONDS = 30.0  # last.pt (and best.pt) at most this often while training; always at the end and on Ctrl-C
 
 
 class TrainingInterrupted(Exception):
@@ -143,6 +145,7 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) 
     threads = set_training_threads(tr.threads)
     seed_everything(tr.seed, tr.deterministic)
     data = prepare_data(spec, dev)
+    data.raw.x = None  # the splits hold their own normalized copies: the raw table is not kept through training
     if on_note and d.is_main:
         for line in data.notes:
             on_note(line)
@@ -189,6 +192,15 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) 
         return {"epoch": epoch, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": schedule.state_dict() if schedule else {}, "scaler": scaler.state_dict(), "rng": rng_state(),
                 "history": history, "tracker": tracker, "preprocessing": preprocessing}
+
+    saved = {"at": time.monotonic(), "best_epoch": tracker["best_epoch"], "pending": None}
+
+    def save_checkpoints(state: dict) -> None:
+        """last.pt from `state`, and best.pt when a better epoch came since the last save."""
+        save_checkpoint(run_dir / "last.pt", state)
+        if best_state is not None and tracker["best_epoch"] != saved["best_epoch"]:
+            save_checkpoint(run_dir / "best.pt", {"epoch": tracker["best_epoch"], "model": best_state, "preprocessing": preprocessing})
+        saved.update(at=time.monotonic(), best_epoch=tracker["best_epoch"], pending=None)
 
     amp = autocast(dev, tr.precision)
     batch_sizes = torch.tensor([sl.stop - sl.start for sl in slices], dtype=torch.float64, device=dev)
@@ -249,20 +261,27 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) 
                     improved = True
                 else:
                     tracker["bad_epochs"] += 1
-            if run_dir is not None and d.is_main:
-                save_checkpoint(run_dir / "last.pt", checkpoint(epoch))
-                if improved:
-                    save_checkpoint(run_dir / "best.pt", {"epoch": epoch, "model": net.state_dict(), "preprocessing": preprocessing})
-                write_metrics_csv(run_dir / "metrics.csv", history)
             if improved:
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            finished = epoch  # everything of this epoch is done (and in last.pt when writing)
+            if run_dir is not None and d.is_main:
+                write_metrics_csv(run_dir / "metrics.csv", history)
+                # Writing last.pt every epoch costs more than a short epoch: it is written on a time budget, and
+                # otherwise this epoch's state is kept in memory for the end of training or a Ctrl-C.
+                if time.monotonic() - saved["at"] >= CHECKPOINT_SECONDS:
+                    save_checkpoints(checkpoint(epoch))
+                else:
+                    saved["pending"] = snapshot(checkpoint(epoch))
+            finished = epoch  # everything of this epoch is done (and in last.pt, or pending, when writing)
             if on_epoch and d.is_main:
                 on_epoch(row, tr.epochs)
             if tr.early_stopping and tracker["bad_epochs"] >= tr.early_stopping.patience:
                 break
     except KeyboardInterrupt:
+        if saved["pending"] is not None:
+            save_checkpoints(saved["pending"])
         raise TrainingInterrupted(run_dir, finished) from None
+    if saved["pending"] is not None:
+        save_checkpoints(saved["pending"])
 
     stopped_early = len(history) < tr.epochs
     if tr.early_stopping and tr.early_stopping.restore_best and tracker["best_epoch"]:
