@@ -13,7 +13,8 @@ from pydantic import Field, model_validator
 from nnspec.preprocessing import IMAGE_SUFFIXES, Categories, ImageError, TableEncoder, decode_image, show_value
 
 from .base import FiniteFloat, Pair, PositiveInt, Shape, StrictModel
-from .tables import Columns, is_numeric, missing_cells, number_categories, read_csv, read_parquet
+from .tables import (Columns, TableStream, csv_batches, is_numeric, missing_cells, number_categories, parquet_batches, read_csv,
+                     read_parquet, scan)
 
 IN_MEMORY_LIMIT = 2 * 1024**3  # bytes of decoded float32 images above which `in_memory: auto` streams from disk
 FIXED_ORDER = ("validation", "test")  # a source's own splits follow its main samples, in this order
@@ -74,7 +75,9 @@ class RawData(DataInfo):
     x: np.ndarray = field(default=None)
     y: np.ndarray = field(default=None)
     files: list[Path] | None = None  # streamed image folders: sample i is read_image(files[i], ...); x is None
+    table: TableStream | None = None  # streamed tables: the files, read batch by batch; x is None
     notes: list[str] = field(default_factory=list)  # one line each, for the training log (e.g. dropped rows)
+    gaps: dict[str, int] = field(default_factory=dict)  # tables: missing cells per feature column with gaps
 
     def parts(self) -> tuple[int, dict[str, np.ndarray]]:
         """How many main samples come first, and the indices of each of the source's own splits."""
@@ -255,8 +258,12 @@ class _TableSource(_Source):
     features: list[str] | None = Field(None, min_length=1, description="Input columns in this order; null takes every column but the target. Numeric columns stay numbers; others (strings, booleans) are one-hot encoded.")
     validation_path: str | None = Field(None, description="A file with the same columns used as the validation set instead of a fraction of path (leave data.split.validation unset).")
     test_path: str | None = Field(None, description="A file with the same columns used as the test set (scored on exactly its rows) instead of a fraction of path (leave data.split.test unset).")
+    in_memory: bool = Field(True, description="true: read the table into memory once; false: keep it on disk and read it in record batches (Parquet row groups, CSV blocks) every epoch, shuffled within a buffer, for tables larger than memory (a streamed CSV takes its column types from its first block).")
 
-    def _read(self, path: Path) -> Columns:  # pragma: no cover - abstract
+    def _read(self, path: Path, target: str) -> Columns:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _batches(self, path: Path, target: str):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _handoff_key(self, base: Path, task: str, preprocessing: PreprocessingSpec) -> tuple:
@@ -294,13 +301,19 @@ class _TableSource(_Source):
                 if part != "train":
                     _check_categories(table, columns[part], encoder, main)
         targets = self._targets(task, tables)
+        targets["gaps"] = {str(name): sum(len(rows) for rows in parts.values()) for name, parts in gaps.items()}
+        fixed = {part: FixedSplit(len(t), f"{t.key} ({t.file})", f"{t.key} {t.file}", t.key)
+                 for part, t in tables.items() if part != "train"}
+        if not self.in_memory:
+            stream = TableStream([(self._path(base, t.key), t.kept) for t in tables.values()], self._batches, self.target,
+                                 encoder.features, {str(n): kind for n, kind in kinds.items()})
+            return RawData(shape=(encoder.width,), features=encoder.features, origin=main.file, fixed=fixed, notes=notes,
+                           table=stream, **targets)
         x = np.empty((sum(len(t) for t in tables.values()), encoder.width), dtype=np.float32)
         start = 0
         for part, table in tables.items():
             encoder.encode_columns(columns.pop(part), out=x[start : start + len(table)])  # each file's columns freed once encoded
             start += len(table)
-        fixed = {part: FixedSplit(len(t), f"{t.key} ({t.file})", f"{t.key} {t.file}", t.key)
-                 for part, t in tables.items() if part != "train"}
         return RawData(shape=(x.shape[1],), features=encoder.features, origin=main.file, fixed=fixed, x=x, notes=notes, **targets)
 
     def _targets(self, task: str, tables: dict[str, _Table]) -> dict:
@@ -319,7 +332,7 @@ class _TableSource(_Source):
     def _table(self, base: Path, part: str, key: str) -> _Table:
         path = self._path(base, key)
         try:
-            columns = self._read(path, self.target)
+            columns = self._read(path, self.target) if self.in_memory else scan(self._batches(path, self.target), self.target)
         except Exception as e:  # the table library's own message is the useful part
             raise DataError(f"cannot read {path.name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", key) from None
         return _Table(part, key, path.name, columns, self._first_row, self._row_word)
@@ -403,6 +416,9 @@ class CsvSource(_TableSource):
     def _read(self, path: Path, target: str) -> Columns:
         return read_csv(path, target)
 
+    def _batches(self, path: Path, target: str):
+        return csv_batches(path, target)
+
 
 class ParquetSource(_TableSource):
     """A Parquet file, read like a CSV."""
@@ -411,6 +427,9 @@ class ParquetSource(_TableSource):
 
     def _read(self, path: Path, target: str) -> Columns:
         return read_parquet(path, target)
+
+    def _batches(self, path: Path, target: str):
+        return parquet_batches(path, target)
 
 
 def open_npz(path: Path):

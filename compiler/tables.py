@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
-from nnspec.preprocessing import MISSING_CELLS, Categories
+from nnspec.preprocessing import MISSING_CELLS, Categories, TableEncoder
 
 STREAM_BLOCK = 1 << 22  # bytes of CSV text per record batch when a table streams
+STREAM_ROWS = 1 << 16  # rows per record batch of a streamed Parquet file
 
 
 @dataclass
@@ -41,6 +42,8 @@ def is_numeric(values) -> bool:
 
 def missing_cells(values) -> np.ndarray:
     """(N,) bool: the column's missing cells (NaN numbers, -1 codes)."""
+    if isinstance(values, NumericGaps):
+        return values.missing()
     return np.isnan(values) if is_numeric(values) else values.codes < 0
 
 
@@ -60,6 +63,8 @@ def _convert(column, exact: bool = False) -> "np.ndarray | Categories":
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(column, pa.Array):  # a record batch's column
+        column = pa.chunked_array([column])
     kind = column.type
     if pa.types.is_dictionary(kind):
         column, kind = column.cast(kind.value_type), kind.value_type
@@ -143,10 +148,124 @@ def read_parquet(path: Path, target: str | None = None) -> Columns:
         return Columns(names, {name: _convert(file.read(columns=[name]).column(0), name == target) for name in names})
 
 
-def parquet_batches(path: Path, names: list[str] | None = None, groups: list[int] | None = None) -> Iterator[Columns]:
-    """A Parquet file as Columns of its row groups (only `groups` when given)."""
+class NumericGaps:
+    """A numeric column of a streamed table as describing it needs it: its length and missing cells (the
+    values stay on disk)."""
+
+    def __init__(self, length: int, rows: np.ndarray):
+        self.length, self.rows = length, rows
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, kept: np.ndarray) -> "NumericGaps":
+        return NumericGaps(len(kept), np.flatnonzero(np.isin(kept, self.rows)))
+
+    def missing(self) -> np.ndarray:
+        mask = np.zeros(self.length, dtype=bool)
+        mask[self.rows] = True
+        return mask
+
+
+def concat_categories(parts: list[Categories]) -> Categories:
+    """Categories one after another, over the union of their texts."""
+    texts = list(dict.fromkeys(t for part in parts for t in part.texts))
+    index = {t: i for i, t in enumerate(texts)}
+    codes = [np.array([index[t] for t in part.texts] + [-1], dtype=np.int32)[part.codes] for part in parts]
+    return Categories(np.concatenate(codes) if codes else np.zeros(0, np.int32), texts)
+
+
+def scan(batches: Iterator[Columns], target: str) -> Columns:
+    """A streamed table's columns as describing it needs them, batch by batch: the target's values, every
+    categorical column's codes, and the numeric columns' missing cells only."""
+    names, parts, start = None, {}, 0
+    for batch in batches:
+        names = names or batch.names
+        for name, values in batch.values.items():
+            if is_numeric(values) and name != target:
+                values = start + np.flatnonzero(np.isnan(values))
+            parts.setdefault(name, []).append(values)
+        start += len(batch)
+    if names is None:
+        raise ValueError("the file holds no rows")
+    out = {}
+    for name in names:
+        chunks = parts[name]
+        if isinstance(chunks[0], Categories) != all(isinstance(c, Categories) for c in chunks):
+            raise ValueError(f"column {name!r} changes from numbers to text between blocks")
+        if isinstance(chunks[0], Categories):
+            out[name] = concat_categories(chunks)
+        elif name == target:
+            out[name] = np.concatenate(chunks)
+        else:
+            out[name] = NumericGaps(start, np.concatenate(chunks))
+    return Columns(names, out)
+
+
+def csv_batches(path: Path, target: str | None = None) -> Iterator[Columns]:
+    """A CSV file as Columns of consecutive blocks of about STREAM_BLOCK bytes; every block takes the column
+    types pyarrow infers from the first one (a column with no value there is numeric)."""
+    import pyarrow as pa
+    import pyarrow.csv as csv
+
+    read, convert = _csv_options(block=STREAM_BLOCK)
+    with csv.open_csv(path, read_options=read, convert_options=convert) as first:
+        schema = first.schema
+    _check_unique(schema.names, path.name)
+    types = {f.name: pa.float64() if pa.types.is_null(f.type) else f.type for f in schema} | _temporal(schema)
+    read, convert = _csv_options(types, STREAM_BLOCK)
+    with csv.open_csv(path, read_options=read, convert_options=convert) as reader:
+        for batch in reader:
+            yield _columns(batch, target)
+
+
+def parquet_batches(path: Path, target: str | None = None) -> Iterator[Columns]:
+    """A Parquet file as Columns of record batches, row group after row group."""
     import pyarrow.parquet as pq
 
     with pq.ParquetFile(path) as file:
-        for group in range(file.num_row_groups) if groups is None else groups:
-            yield _columns(file.read_row_group(group, columns=names), names=names)
+        names = [n for n in file.schema_arrow.names if n not in _pandas_index(file.schema_arrow)]
+        _check_unique(names, path.name)
+        for batch in file.iter_batches(batch_size=STREAM_ROWS, columns=names):
+            yield _columns(batch, target)
+
+
+@dataclass
+class TableStream:
+    """A table left on disk (`in_memory: false`): its files in order (main, then fixed), each with the
+    positions of the rows kept (None: all), read in record batches and encoded as an in-memory table is."""
+
+    parts: list[tuple[Path, np.ndarray | None]]
+    read: Callable[[Path, str], Iterator[Columns]]
+    target: str
+    features: list[dict]
+    numeric: dict[str, bool]  # each feature's kind in the main file
+
+    def batches(self) -> Iterator[np.ndarray]:
+        """(n, width) float32 raw encoded rows, batch after batch, in the order of the source's samples."""
+        encoder = TableEncoder(self.features)
+        for path, kept in self.parts:
+            start = 0
+            for columns in self.read(path, self.target):
+                count = len(columns)
+                if kept is not None:
+                    lo, hi = np.searchsorted(kept, [start, start + count])
+                    columns = columns.take(kept[lo:hi] - start)
+                start += count
+                values = {name: columns.values[name] for name in encoder.names}
+                yield encoder.encode_columns({name: v if self.numeric[name] or not is_numeric(v) else number_categories(v)
+                                              for name, v in values.items()})
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """The raw encoded rows at these sample indices (read up to the last of them)."""
+        order = np.argsort(indices, kind="stable")
+        wanted = np.asarray(indices)[order]
+        out = np.empty((len(wanted), TableEncoder(self.features).width), dtype=np.float32)
+        start = 0
+        for x in self.batches():
+            lo, hi = np.searchsorted(wanted, [start, start + len(x)])
+            out[order[lo:hi]] = x[wanted[lo:hi] - start]
+            start += len(x)
+            if hi == len(wanted):
+                break
+        return out

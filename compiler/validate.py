@@ -165,8 +165,9 @@ def _absolute_paths(data: Any, base: Path) -> None:
             source[key] = str((base / source[key]).resolve())
 
 
-def validate_data(data: Any, positions: Positions, base: Path) -> tuple[Spec, DataInfo]:
-    """Validate parsed spec data completely: schema, data source, shapes and cross-field rules."""
+def validate_data(data: Any, positions: Positions, base: Path, info: DataInfo | None = None) -> tuple[Spec, DataInfo]:
+    """Validate parsed spec data completely: schema, data source, shapes and cross-field rules; `info`, when
+    known (a trained run's data.json), stands for what the data source would tell about itself."""
     if not isinstance(data, dict):
         raise SpecError([positions.issue((), f"a spec is a mapping of sections (version, name, task, data, model, training), got {type(data).__name__}")])
     _absolute_paths(data, base)
@@ -175,7 +176,7 @@ def validate_data(data: Any, positions: Positions, base: Path) -> tuple[Spec, Da
     except ValidationError as e:
         raise SpecError(validation_issues(e, data, positions)) from None
     try:
-        info = spec.data.describe(base, spec.task)
+        info = spec.data.describe(base, spec.task) if info is None else info
     except DataError as e:
         raise SpecError([positions.issue(e.path, e.message)]) from None
     issues = [positions.issue(path, message, layer_type=layer_type) for path, message, layer_type in check_rules(spec, info)]
@@ -184,11 +185,11 @@ def validate_data(data: Any, positions: Positions, base: Path) -> tuple[Spec, Da
     return spec, info
 
 
-def load_spec_with_data(path: str | Path, overrides: list[str] | tuple = ()) -> tuple[Spec, DataInfo]:
-    """load_spec, also returning what the data source told about itself."""
+def load_spec_with_data(path: str | Path, overrides: list[str] | tuple = (), info: DataInfo | None = None) -> tuple[Spec, DataInfo]:
+    """load_spec, also returning what the data source told about itself (`info`: already known, see validate_data)."""
     data, positions = read_yaml_file(path)
     apply_overrides(data, positions, list(overrides))
-    return validate_data(data, positions, Path(path).resolve().parent)
+    return validate_data(data, positions, Path(path).resolve().parent, info)
 
 
 def load_spec(path: str | Path, overrides: list[str] | tuple = ()) -> Spec:

@@ -22,6 +22,7 @@ from .split import split_off
 
 NUM_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))  # DataLoader processes decoding streamed images
 FIT_BATCH = 256  # images per batch of the streamed normalization-fitting pass
+PARITY_ROWS = 1024  # raw validation rows (the first samples without a validation split) the export checks parity on
 
 
 @dataclass
@@ -146,20 +147,10 @@ def missing_text(feature: dict) -> str:
     return f"filled with {strategy} {fill:.6g}" + (", plus a was-missing column" if missing.get("indicator") else "")
 
 
-def missing_notes(features: list[dict] | None, x: np.ndarray) -> list[str]:
+def missing_notes(features: list[dict] | None, gaps: dict[str, int], samples: int) -> list[str]:
     """One line per column with gaps: how many of the samples miss it, and how they are filled."""
-    if not features or not any(f.get("missing") for f in features):
-        return []
-    notes = []
-    for feature, (start, stop) in zip(features, TableEncoder(features).spans):
-        if not feature.get("missing"):
-            continue
-        if feature["missing"]["strategy"] == "missing_category":
-            count = int(x[:, stop - 1].sum())  # the last one-hot column is the "missing" category
-        else:
-            count = int(np.isnan(x[:, start]).sum())
-        notes.append(f"{feature['name']}: {count} missing ({100 * count / max(1, len(x)):.1f} %), {missing_text(feature)}")
-    return notes
+    return [f"{f['name']}: {gaps[f['name']]} missing ({100 * gaps[f['name']] / max(1, samples):.1f} %), {missing_text(f)}"
+            for f in features or () if f.get("missing")]
 
 
 @dataclass
@@ -266,6 +257,7 @@ class Prepared:
     imputer: Imputer | None = None  # missing-value fills, when a feature with gaps is filled in the graph
     notes: list[str] = field(default_factory=list)  # for the training log: dropped rows, missing values
     splits: dict[str, str] = field(default_factory=dict)  # how each split was made, in words (the summary's)
+    parity_rows: np.ndarray | None = None  # raw_rows() of resident data, kept for the export
 
     @property
     def num_outputs(self) -> int:
@@ -332,12 +324,16 @@ def _check_finite(x: np.ndarray, encoder: TableEncoder | None) -> None:
         raise DataError(f"inputs contain NaN or infinite values (rows {', '.join(map(str, rows[:5]))}{' ...' if len(rows) > 5 else ''})")
 
 
+def _parity_indices(raw: RawData, val_idx: np.ndarray, limit: int) -> np.ndarray:
+    return (val_idx if len(val_idx) else np.arange(len(raw.y)))[:limit]
+
+
 def raw_rows(spec: Spec, limit: int) -> np.ndarray:
     """Up to `limit` raw validation inputs in the data's own layout (the first samples when there is no
     validation split), decoding only those images of a streamed folder: the export's parity rows."""
     raw = spec.data.load(Path.cwd(), spec.task)
     _, val_idx, _ = _split(spec, raw)
-    idx = (val_idx if len(val_idx) else np.arange(len(raw.y)))[:limit]
+    idx = _parity_indices(raw, val_idx, limit)
     if raw.files is None:
         return raw.x[idx]
     return np.stack([read_image(raw.files[i], raw.image["size"], raw.image["color"]) for i in idx])
@@ -356,7 +352,7 @@ def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
     if encoder is not None and encoder.fillable.any():  # only a table with gaps pays for the fills (a copy of x with the was-missing columns)
         imputer, raw.features = Imputer.fit(raw.features, x[train_idx])
         x = imputer(x)
-    notes = raw.notes + missing_notes(raw.features, raw.x)
+    notes = raw.notes + missing_notes(raw.features, raw.gaps, len(y))
     kind = spec.data.preprocessing.normalize
     if raw.files is not None:  # one streamed pass over the training images
         images = ImageFiles([raw.files[i] for i in train_idx], raw.image, raw.shape, None)
@@ -390,4 +386,5 @@ def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
 
     return Prepared(raw=raw, train=to_split(train_idx, x_train), validation=to_split(val_idx), test=to_split(test_idx),
                     x_norm=x_norm, y_norm=y_norm, train_targets=y_train, task=spec.task, imputer=imputer, notes=notes,
-                    splits=split_origins(spec, raw, (train_idx, val_idx, test_idx)))
+                    splits=split_origins(spec, raw, (train_idx, val_idx, test_idx)),
+                    parity_rows=None if raw.x is None else raw.x[_parity_indices(raw, val_idx, PARITY_ROWS)])

@@ -19,13 +19,12 @@ from nnspec.compiler.data import DataInfo
 from nnspec.compiler.spec import Spec
 
 from .checkpoint import load_checkpoint
-from .data import missing_text, raw_rows
+from .data import PARITY_ROWS, missing_text, raw_rows
 from .metrics import probabilities
 from .repository import publish_version, write_config_pbtxt
-from .rundir import load_run, spec_hash
+from .rundir import PARITY_FILE, load_run, spec_hash
 
 PARITY_BATCHES = (1, 7, 64)
-PARITY_ROWS = 1024  # raw validation rows (the first samples without a validation split)
 
 
 class ExportError(RuntimeError):
@@ -218,7 +217,9 @@ def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | 
     state = load_checkpoint(run_weights(run_dir, spec))
     model = serving_model(spec, info, state)
     onnx_bytes = to_onnx(model, info.shape, spec.task, spec.export.opset)  # the raw input: before the graph's fills
-    rows = np.ascontiguousarray(raw_rows(spec, PARITY_ROWS), dtype=np.float32)  # raw validation rows
+    stored = run_dir / PARITY_FILE  # written by training; a run without it reads its data for them
+    rows = np.load(stored, allow_pickle=False) if stored.is_file() else raw_rows(spec, PARITY_ROWS)
+    rows = np.ascontiguousarray(rows[:PARITY_ROWS], dtype=np.float32)  # raw validation rows
     parity = check_parity(onnx_bytes, model, rows, spec.task, spec.export.atol, spec.export.rtol)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
     versions = {**summary.get("versions", {}), "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}

@@ -9,7 +9,9 @@ import json
 import time
 from pathlib import Path
 
-from nnspec.compiler.data import DataInfo
+import numpy as np
+
+from nnspec.compiler.data import DataInfo, FixedSplit
 from nnspec.compiler.spec import Spec
 
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -32,18 +34,24 @@ def spec_hash(spec: Spec) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
+PARITY_FILE = "parity_rows.npy"  # raw validation rows the export checks ONNX against PyTorch on
+
+
 def data_info_dict(info: DataInfo) -> dict:
-    """What the export's manifest needs from the data."""
-    return {"shape": list(info.shape), "labels": info.labels, "targets": info.targets, "features": info.features, "image": info.image}
+    """What the export's manifest and the run's re-validation need from the data."""
+    return {"shape": list(info.shape), "labels": info.labels, "targets": info.targets, "features": info.features, "image": info.image,
+            "origin": info.origin, "fixed": {name: vars(fixed) for name, fixed in info.fixed.items()}}
 
 
 def _data_info(data: dict) -> DataInfo:
     # the inverse of data_info_dict
-    return DataInfo(**{**data, "shape": tuple(data["shape"])})
+    fixed = {name: FixedSplit(**f) for name, f in data.get("fixed", {}).items()}
+    return DataInfo(**{**data, "shape": tuple(data["shape"]), "fixed": fixed})
 
 
-def create_run_dir(runs_dir: str | Path, spec: Spec, info: DataInfo) -> Path:
-    """A new, uniquely named run folder holding the resolved spec and the data description."""
+def create_run_dir(runs_dir: str | Path, spec: Spec, info: DataInfo, parity_rows: np.ndarray | None = None) -> Path:
+    """A new, uniquely named run folder holding the resolved spec, the data description and the export's
+    parity rows (so that exporting the run never reads its data again)."""
     base = Path(runs_dir) / spec.name
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run = base / stamp
@@ -57,6 +65,10 @@ def create_run_dir(runs_dir: str | Path, spec: Spec, info: DataInfo) -> Path:
             run = base / f"{stamp}-{n}"
     atomic_write_text(run / "spec.yaml", spec_yaml(spec))
     atomic_write_json(run / "data.json", data_info_dict(info))
+    if parity_rows is not None:
+        buf = io.BytesIO()
+        np.save(buf, parity_rows, allow_pickle=False)
+        atomic_write_bytes(run / PARITY_FILE, buf.getvalue())
     return run
 
 
@@ -136,9 +148,8 @@ EXPORT_SECTIONS = ("export", "serving")
 
 def load_run(run_dir: str | Path, overrides: list[str] | tuple = ()) -> tuple[Spec, DataInfo]:
     """The resolved spec and data description of a run; `overrides` (PATH=VALUE) may change export.* and serving.*."""
-    from nnspec.compiler import load_spec
     from nnspec.compiler.errors import Issue, SpecError
-    from nnspec.compiler.validate import parse_override
+    from nnspec.compiler.validate import load_spec_with_data, parse_override
 
     run_dir = Path(run_dir)
     if not (run_dir / "spec.yaml").is_file():
@@ -148,4 +159,8 @@ def load_run(run_dir: str | Path, overrides: list[str] | tuple = ()) -> tuple[Sp
         if path[0] not in EXPORT_SECTIONS:
             raise SpecError([Issue(path, f"a trained run can change only {' and '.join(s + '.*' for s in EXPORT_SECTIONS)}",
                                    f"--set {override}")])
-    return load_spec(run_dir / "spec.yaml", overrides), _data_info(json.loads((run_dir / "data.json").read_text()))
+    recorded = json.loads((run_dir / "data.json").read_text())
+    info = _data_info(recorded)
+    # The spec is checked against the data as it was when the run trained: its files are not read again
+    # (runs older than the recorded `fixed` splits are checked against the files).
+    return load_spec_with_data(run_dir / "spec.yaml", overrides, info if "fixed" in recorded else None)[0], info

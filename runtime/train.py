@@ -183,7 +183,7 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) 
         if tr.early_stopping and tracker["bad_epochs"] >= tr.early_stopping.patience:
             start_epoch = tr.epochs + 1  # it had stopped early: resuming must not train (and overwrite last.pt) again
     else:
-        run_dir = create_run_dir(runs_dir, spec, data.raw) if d.is_main and write else None
+        run_dir = create_run_dir(runs_dir, spec, data.raw, data.parity_rows) if d.is_main and write else None
         run_dir = d.broadcast_object(run_dir)
 
     preprocessing = _preprocessing(data)

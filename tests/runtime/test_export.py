@@ -15,6 +15,7 @@ from nnspec.compiler.base import type_tag, union_members
 from nnspec.compiler.compile import compile_model
 from nnspec.compiler.layers import LayerSpec
 from nnspec.runtime import repository
+from nnspec.runtime.data import prepare_data
 from nnspec.runtime.export import PARITY_BATCHES, ExportError, ServingModel, check_parity, export_run, to_onnx
 from nnspec.runtime.train import predict_logits, train
 
@@ -220,7 +221,8 @@ def table_model(h, tmp_path_factory):
     result = train(spec, runs_dir=folder / "runs", device="cpu")
     repo = folder / "models"
     exported = export_run(result.run_dir, repo)
-    return {"folder": folder, "csv": csv_path, "result": result, "repo": repo, "exported": exported}
+    return {"folder": folder, "csv": csv_path, "result": result, "repo": repo, "exported": exported,
+            "raw": prepare_data(spec).raw}  # training released its own raw copy
 
 
 def _torch_probabilities(result, raw_x):
@@ -233,7 +235,7 @@ def test_csv_model_predicts_raw_csv_rows_like_pytorch_without_torch(h, table_mod
     proc = h.run_torch_free(["predict", "animals", table_model["csv"], "--repo", repo, "--json"])
     assert proc.returncode == 0, proc.stderr  # 99 would mean torch was imported
     predictions = json.loads(proc.stdout)["predictions"]
-    raw = result.data.raw
+    raw = table_model["raw"]
     assert len(predictions) == len(raw.x) == 240
     expected = _torch_probabilities(result, raw.x)
     got = np.array([[p["probabilities"][label] for label in raw.labels] for p in predictions])
@@ -297,7 +299,7 @@ def test_standardized_breast_cancer_model_answers_raw_features(h, tmp_path):
     spec = load_spec(h.SPECS / "breast_cancer_logreg.yaml", ["training.epochs=5"])
     result = train(spec, runs_dir=tmp_path / "runs", device="cpu")
     exported = export_run(result.run_dir, tmp_path / "models")
-    raw = result.data.raw.x[:50]
+    raw = prepare_data(spec).raw.x[:50]
     assert raw.max() > 100  # unscaled features (e.g. areas in the hundreds)
     np.save(tmp_path / "rows.npy", raw)
     out = h.cli(["predict", "breast-cancer-logreg", tmp_path / "rows.npy", "--repo", tmp_path / "models", "--json"])
@@ -441,7 +443,7 @@ def test_a_boolean_column_is_served_from_raw_csv_rows(h, tmp_path):
     out = h.cli(["predict", "flags", tmp_path / "flags.csv", "--repo", tmp_path / "models", "--json"])
     assert out.exit_code == 0, out.stderr
     got = np.array([[p["probabilities"][c] for c in ("a", "b")] for p in json.loads(out.stdout)["predictions"]])
-    np.testing.assert_allclose(got, _torch_probabilities(result, result.data.raw.x), atol=1e-5)
+    np.testing.assert_allclose(got, _torch_probabilities(result, prepare_data(spec).raw.x), atol=1e-5)
 
 
 def test_to_onnx_hides_the_deprecation_notice_but_not_tracer_warnings():
