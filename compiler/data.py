@@ -334,7 +334,9 @@ class _TableSource(_Source):
         try:
             columns = self._read(path, self.target) if self.in_memory else scan(self._batches(path, self.target), self.target)
         except Exception as e:  # the table library's own message is the useful part
-            raise DataError(f"cannot read {path.name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", key) from None
+            hint = "" if self.in_memory else " (in_memory: false reads the file in blocks, each CSV column typed by the first block)"
+            raise DataError(f"cannot read {path.name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}{hint}",
+                            key) from None
         return _Table(part, key, path.name, columns, self._first_row, self._row_word)
 
     def _check_columns(self, table: _Table, names: list[str]) -> None:

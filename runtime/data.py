@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nnspec.compiler.data import DataError, RawData, read_image
+from nnspec.compiler.tables import TableStream
 from nnspec.compiler.spec import Spec
 from nnspec.preprocessing import TableEncoder
 
@@ -22,6 +23,7 @@ from .split import split_off
 
 NUM_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))  # DataLoader processes decoding streamed images
 FIT_BATCH = 256  # images per batch of the streamed normalization-fitting pass
+TABLE_BUFFER = 1 << 18  # rows of a streamed table's split held at once: batches are shuffled within such windows
 PARITY_ROWS = 1024  # raw validation rows (the first samples without a validation split) the export checks parity on
 
 
@@ -241,14 +243,101 @@ class StreamedSplit:
             yield xb.to(self.device, non_blocking=True)
 
 
+def table_parts(table: TableStream, rows: np.ndarray, refused) -> Iterator[np.ndarray]:
+    """The raw encoded rows at these (ascending) sample indices, record batch by record batch, each
+    checked for values the model cannot take."""
+    start = 0
+    for x in table.batches():
+        lo, hi = np.searchsorted(rows, [start, start + len(x)])
+        if hi > lo:
+            part = x[rows[lo:hi] - start]
+            _check_finite(part, refused, rows[lo:hi])
+            yield part
+        start += len(x)
+
+
+class _SomeColumns:
+    """The training rows' columns that the imputation fills, addressed by their numbers in the full
+    width: what Imputer.fit reads, without holding the other columns of a streamed table."""
+
+    def __init__(self, values: np.ndarray, columns: np.ndarray, width: int):
+        self.values, self.columns, self.shape = values, columns, (len(values), width)
+
+    @classmethod
+    def of(cls, parts: Iterator[np.ndarray], encoder: TableEncoder) -> "_SomeColumns":
+        columns = np.flatnonzero(encoder.fillable)
+        return cls(np.concatenate([part[:, columns] for part in parts]), columns, encoder.width)
+
+    def __getitem__(self, key):
+        rows, span = key
+        lo, hi = np.searchsorted(self.columns, [span.start, span.stop])
+        return self.values[rows, lo:hi]
+
+
+@dataclass
+class StreamedRows:
+    """One split of a table streamed from disk (`in_memory: false`): its rows read batch by batch, filled and
+    normalized as resident rows are, y on the device. An epoch's batches follow the loop's permutation within
+    windows of TABLE_BUFFER consecutive rows (taken in file order), so a split that fits one window gets
+    exactly the resident batches."""
+
+    table: TableStream
+    rows: np.ndarray  # the split's sample indices, ascending
+    prepare: Callable[[np.ndarray], np.ndarray]  # raw encoded rows -> model input
+    y: torch.Tensor
+    refused: Callable[[np.ndarray], np.ndarray]  # which raw values are refused (TableEncoder.refused)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def device(self) -> torch.device:
+        return self.y.device
+
+    def _windows(self) -> Iterator[np.ndarray]:
+        """The split's prepared rows in order, TABLE_BUFFER at a time."""
+        held, count = [], 0
+        for raw in table_parts(self.table, self.rows, self.refused):
+            held.append(self.prepare(raw))
+            count += len(raw)
+            while count >= TABLE_BUFFER:
+                block = np.concatenate(held)
+                yield block[:TABLE_BUFFER]
+                held, count = [block[TABLE_BUFFER:]], count - TABLE_BUFFER
+        if count:
+            yield np.concatenate(held)
+
+    def batches(self, perm: torch.Tensor, slices: list[slice]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The loop's batches: perm's order within each window, the windows in file order."""
+        order = perm.numpy()
+        order = order[np.argsort(order // TABLE_BUFFER, kind="stable")]
+        windows, held, upcoming = self._windows(), {}, 0
+        for sl in slices:
+            idx = order[sl]
+            numbers = idx // TABLE_BUFFER
+            while upcoming <= numbers[-1]:  # windows come in order: read up to the last one this batch needs
+                held[upcoming] = next(windows)
+                upcoming += 1
+            for k in [k for k in held if k < numbers[0]]:
+                del held[k]
+            xb = np.concatenate([held[k][idx[numbers == k] - k * TABLE_BUFFER] for k in np.unique(numbers).tolist()])
+            yield torch.from_numpy(xb).to(self.device), self.y[torch.from_numpy(idx).to(self.device)]
+
+    def inputs(self, batch: int) -> Iterator[torch.Tensor]:
+        """x in order, at most `batch` samples at a time."""
+        for window in self._windows():
+            for i in range(0, len(window), batch):
+                yield torch.from_numpy(window[i : i + batch]).to(self.device)
+
+
 @dataclass
 class Prepared:
     """Everything the loop and the export need to know about the data."""
 
     raw: RawData
-    train: Split | StreamedSplit
-    validation: Split | StreamedSplit | None
-    test: Split | StreamedSplit | None
+    train: Split | StreamedSplit | StreamedRows
+    validation: Split | StreamedSplit | StreamedRows | None
+    test: Split | StreamedSplit | StreamedRows | None
     x_norm: Normalizer
     y_norm: Normalizer | None  # regression targets, when normalize_target
     train_targets: np.ndarray  # raw training labels/targets (class weights need them)
@@ -314,13 +403,15 @@ def split_origins(spec: Spec, raw: RawData, indices) -> dict[str, str]:
     return out
 
 
-def _check_finite(x: np.ndarray, encoder: TableEncoder | None) -> None:
-    """A DataError for NaN or infinite inputs, except NaN in the columns the imputation fills."""
+def _check_finite(x: np.ndarray, refused: Callable[[np.ndarray], np.ndarray] | None, samples: np.ndarray | None = None) -> None:
+    """A DataError for NaN or infinite inputs, except NaN in the columns the imputation fills (`refused`
+    tells which values are refused; `samples`: the rows' sample numbers when x is a part)."""
     if np.isfinite(x).all():
         return
-    bad = encoder.refused(x) if encoder else ~np.isfinite(x)
+    bad = refused(x) if refused else ~np.isfinite(x)
     rows = np.where(bad.reshape(len(x), -1).any(axis=1))[0]
     if len(rows):
+        rows = rows if samples is None else samples[rows]
         raise DataError(f"inputs contain NaN or infinite values (rows {', '.join(map(str, rows[:5]))}{' ...' if len(rows) > 5 else ''})")
 
 
@@ -334,29 +425,39 @@ def raw_rows(spec: Spec, limit: int) -> np.ndarray:
     raw = spec.data.load(Path.cwd(), spec.task)
     _, val_idx, _ = _split(spec, raw)
     idx = _parity_indices(raw, val_idx, limit)
+    if raw.table is not None:
+        return raw.table.rows(idx)
     if raw.files is None:
         return raw.x[idx]
     return np.stack([read_image(raw.files[i], raw.image["size"], raw.image["color"]) for i in idx])
 
 
 def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
-    """prepare_data for already-loaded arrays (or a streamed image folder's file list)."""
+    """prepare_data for already-loaded arrays (or a streamed image folder's file list, or a streamed table)."""
     x, y = raw.x, raw.y
     encoder = TableEncoder(raw.features) if raw.features else None
     if x is not None:
-        _check_finite(x, encoder)
+        _check_finite(x, encoder.refused if encoder else None)
     if raw.labels is not None and len(np.unique(y)) < 2:
         raise DataError(f"the data has only one class ({raw.labels[int(y[0])] if len(y) else 'none'}); a classifier needs at least two")
     train_idx, val_idx, test_idx = _split(spec, raw)
+    refused = encoder.refused if encoder else None
     imputer = None
     if encoder is not None and encoder.fillable.any():  # only a table with gaps pays for the fills (a copy of x with the was-missing columns)
-        imputer, raw.features = Imputer.fit(raw.features, x[train_idx])
-        x = imputer(x)
+        if raw.table is not None:  # a streamed pass collects the training rows' columns to fill
+            imputer, raw.features = Imputer.fit(raw.features, _SomeColumns.of(table_parts(raw.table, train_idx, refused), encoder))
+        else:
+            imputer, raw.features = Imputer.fit(raw.features, x[train_idx])
+            x = imputer(x)
     notes = raw.notes + missing_notes(raw.features, raw.gaps, len(y))
     kind = spec.data.preprocessing.normalize
     if raw.files is not None:  # one streamed pass over the training images
         images = ImageFiles([raw.files[i] for i in train_idx], raw.image, raw.shape, None)
         x_norm = Normalizer.fit_channels(kind, (b.numpy() for b in stream(images, _in_order(len(images), FIT_BATCH))), raw.shape)
+        x_train = None
+    elif raw.table is not None:  # one streamed pass over the training rows, filled
+        parts = table_parts(raw.table, train_idx, refused)
+        x_norm = Normalizer.fit_channels(kind, (imputer(b) if imputer else b for b in parts), raw.net_shape)
         x_train = None
     else:
         x_train = x[train_idx]  # gathered once: fitted on, then normalized in place as the training split
@@ -367,7 +468,10 @@ def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
         y_norm = Normalizer.fit("standardize", y_train, False)
     shape = spec.model.input_shape(raw.net_shape)
 
-    def to_split(idx, xs=None) -> Split | StreamedSplit | None:
+    def prepare(rows: np.ndarray) -> np.ndarray:  # a streamed table's raw rows (a copy of its own) -> model input
+        return x_norm.apply_(imputer(rows) if imputer else rows).reshape(len(rows), *shape)
+
+    def to_split(idx, xs=None) -> Split | StreamedSplit | StreamedRows | None:
         ys = y[idx]
         if xs is None and x is not None:
             xs = x[idx]
@@ -379,6 +483,8 @@ def prepare_raw(spec: Spec, raw: RawData, device) -> Prepared:
             yt = torch.from_numpy(ys.astype(np.float32).reshape(-1, 1))
         else:
             yt = torch.from_numpy((y_norm(ys) if y_norm else ys).astype(np.float32))
+        if raw.table is not None:
+            return StreamedRows(raw.table, idx, prepare, yt.to(device), refused)
         if xs is None:
             return StreamedSplit(ImageFiles([raw.files[i] for i in idx], raw.image, shape, x_norm), yt.to(device))
         xt = torch.from_numpy(x_norm.apply_(xs).reshape(len(xs), *shape))

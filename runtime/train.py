@@ -89,7 +89,7 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor | Split | StreamedSpl
     """Eval-mode outputs for x (a tensor, or a split's inputs), in float32."""
     was_training = model.training
     model.eval()
-    chunks = x.inputs(batch) if isinstance(x, (Split, StreamedSplit)) else (x[i : i + batch] for i in range(0, len(x), batch))
+    chunks = (x[i : i + batch] for i in range(0, len(x), batch)) if isinstance(x, torch.Tensor) else x.inputs(batch)
     with autocast(x.device, precision):
         out = torch.cat([model(xb).float() for xb in chunks])
     model.train(was_training)

@@ -116,6 +116,7 @@ def test_last_pt_is_written_on_a_time_budget_and_at_the_end(h, tmp_path, monkeyp
     from nnspec.runtime import train as train_module
 
     monkeypatch.setattr(train_module, "CHECKPOINT_SECONDS", seconds)
+    monkeypatch.setattr(train_module, "_plots", lambda *args: None)
     saved = []
     original = train_module.save_checkpoint
     monkeypatch.setattr(train_module, "save_checkpoint", lambda path, state: (saved.append((path.name, state["epoch"])),
@@ -127,3 +128,86 @@ def test_last_pt_is_written_on_a_time_budget_and_at_the_end(h, tmp_path, monkeyp
     assert load_checkpoint(result.run_dir / "last.pt")["epoch"] == 4
     assert load_checkpoint(result.run_dir / "best.pt")["epoch"] == result.summary["best_epoch"]
     assert result.data.raw.x is None  # released before training
+
+
+# --- streamed tables (in_memory: false) ------------------------------------------------------------
+
+def _gappy(h, n=300, seed=3):
+    frame = h.table(n, seed)
+    frame.loc[[3, 7, 50, 200], "x2"] = np.nan
+    frame.loc[[5, 9], "color"] = None
+    return frame
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    """Record batches of a few dozen rows and shuffle windows of 64 rows, so that a small file streams in many parts."""
+    import nnspec.compiler.tables as tables
+    import nnspec.runtime.data as runtime_data
+
+    monkeypatch.setattr(tables, "STREAM_BLOCK", 1 << 10)
+    monkeypatch.setattr(tables, "STREAM_ROWS", 37)
+    monkeypatch.setattr(runtime_data, "TABLE_BUFFER", 64)
+    return 64
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_streamed_splits_hold_the_resident_rows(h, tmp_path, small_batches, kind):
+    import torch
+
+    from nnspec.runtime.data import Split, StreamedRows, prepare_data
+
+    frame = _gappy(h)
+    path = tmp_path / f"animals.{kind}"
+    frame.to_csv(path, index=False) if kind == "csv" else frame.to_parquet(path)
+    specs = [h.load(tmp_path, h.table_spec(path, kind, data={"source": {"in_memory": flag}}), name=f"{flag}.yaml") for flag in (True, False)]
+    resident, streamed = (prepare_data(spec) for spec in specs)
+    assert isinstance(resident.train, Split) and isinstance(streamed.train, StreamedRows) and streamed.raw.x is None
+    assert streamed.notes == resident.notes and streamed.raw.features == resident.raw.features  # the fills too
+    np.testing.assert_allclose(streamed.x_norm.shift, resident.x_norm.shift, rtol=1e-5)
+    for name in ("train", "validation", "test"):
+        a, b = getattr(resident, name), getattr(streamed, name)
+        np.testing.assert_allclose(torch.cat(list(b.inputs(7))).numpy(), a.x.numpy(), rtol=1e-4, atol=1e-5)
+        assert torch.equal(a.y, b.y), name
+
+    # an epoch: every training row once, in the permutation's order within each window of 64 rows
+    perm = torch.randperm(len(resident.train), generator=torch.Generator().manual_seed(0))
+    slices = [slice(i, min(i + 10, len(perm))) for i in range(0, len(perm), 10)]
+    ys = torch.cat([yb for _, yb in streamed.train.batches(perm, slices)])
+    order = perm.numpy()[np.argsort(perm.numpy() // small_batches, kind="stable")]
+    assert sorted(order.tolist()) == list(range(len(perm))) and torch.equal(ys, resident.train.y[order])
+    xs = torch.cat([xb for xb, _ in streamed.train.batches(perm, slices)])
+    np.testing.assert_allclose(xs.numpy(), resident.train.x[order].numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_streamed_table_trains_and_exports_like_the_resident_one(h, tmp_path):
+    from nnspec.runtime.export import export_run
+    from nnspec.runtime.train import train
+
+    path = h.write_csv(tmp_path, _gappy(h, 400))
+    results = {}
+    for flag in (True, False):
+        spec = h.load(tmp_path, h.table_spec(path, data={"source": {"in_memory": flag}}, training={"epochs": 4, "deterministic": True}),
+                      name=f"{flag}.yaml")
+        results[flag] = train(spec, runs_dir=tmp_path / f"runs-{flag}", device="cpu")
+    resident, streamed = results[True], results[False]
+    # one window holds the whole split: the same batches, so the same run up to the normalization's float rounding
+    assert [r["train_loss"] for r in streamed.history] == pytest.approx([r["train_loss"] for r in resident.history], rel=1e-4)
+    assert streamed.summary["test"] == pytest.approx(resident.summary["test"], rel=1e-4)
+    assert not (streamed.run_dir / "parity_rows.npy").exists()  # a streamed table's parity rows are read at export
+    exported = export_run(streamed.run_dir, tmp_path / "models")
+    manifest = json.loads((exported.path / "nnspec.json").read_text())
+    assert manifest["parity"]["rows"] == 80 and manifest["features"] == json.loads((resident.run_dir / "data.json").read_text())["features"]
+
+
+def test_a_streamed_csv_whose_later_block_breaks_a_column_type_is_one_line(h, tmp_path, small_batches):
+    frame = h.table(300)
+    frame["x1"] = frame["x1"].astype(object)
+    frame.loc[250, "x1"] = "oops"  # numeric in the first block, text later
+    spec = h.spec_file(tmp_path, h.table_spec(h.write_csv(tmp_path, frame), data={"source": {"in_memory": False}}))
+    result = h.cli(["validate", spec])
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "data.source.path: cannot read animals.csv: In CSV column #0: Row #252" in line and "'oops'" in line
+    assert "each CSV column typed by the first block" in line
