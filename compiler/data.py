@@ -101,9 +101,11 @@ def _label_text(value) -> str:
 
 def _distinct(values) -> tuple[list, np.ndarray]:
     """The distinct values of an array or Categories and each row's index among them, without a Python loop per row."""
-    if isinstance(values, Categories):
-        used, inverse = np.unique(values.codes, return_inverse=True)
-        return [values.texts[i] for i in used.tolist()], inverse.reshape(-1)
+    if isinstance(values, Categories):  # codes are small integers: counted, not sorted
+        used = np.flatnonzero(np.bincount(values.codes, minlength=len(values.texts)))
+        rank = np.zeros(len(values.texts), dtype=np.int64)
+        rank[used] = np.arange(len(used))
+        return [values.texts[i] for i in used.tolist()], rank[values.codes]
     uniques, inverse = np.unique(np.asarray(values), return_inverse=True)
     return uniques.tolist(), inverse.reshape(-1)
 

@@ -56,31 +56,62 @@ def number_categories(values: np.ndarray) -> Categories:
     return Categories(out, [str(int(v)) if v.is_integer() else str(v) for v in uniques.tolist()])
 
 
+def _bits(buffer, offset: int, length: int) -> np.ndarray:
+    """An arrow bitmap (validity or booleans) as a bool array."""
+    return np.unpackbits(np.frombuffer(buffer, np.uint8), count=offset + length, bitorder="little")[offset:].astype(bool)
+
+
+def _primitive(chunk, missing) -> np.ndarray:
+    """An arrow array of numbers or booleans read from its buffers (Array.to_numpy would import pandas),
+    `missing` where it has nulls."""
+    import pyarrow as pa
+
+    kind = chunk.type
+    if pa.types.is_boolean(kind):
+        values = _bits(chunk.buffers()[1], chunk.offset, len(chunk))
+    else:
+        dtype = np.dtype(f"{'f' if pa.types.is_floating(kind) else 'i' if pa.types.is_signed_integer(kind) else 'u'}{kind.bit_width // 8}")
+        values = np.frombuffer(chunk.buffers()[1], dtype, count=chunk.offset + len(chunk))[chunk.offset :]
+    if chunk.null_count:
+        values = np.where(_bits(chunk.buffers()[0], chunk.offset, len(chunk)), values, missing)
+    return values
+
+
+def _chunks_to_numpy(column, dtype, missing) -> np.ndarray:
+    """A chunked array of numbers or booleans as one NumPy array of `dtype`, nulls as `missing`, chunk by
+    chunk into one allocation."""
+    out = np.empty(len(column), dtype)
+    start = 0
+    for chunk in column.chunks:
+        out[start : start + len(chunk)] = _primitive(chunk, missing)
+        start += len(chunk)
+    return out
+
+
 def _convert(column, exact: bool = False) -> "np.ndarray | Categories":
     """One arrow (chunked) array as a lean column: integers, floats and all-null columns as float32 with NaN
     gaps (NaN counts as missing, as in pandas); strings and booleans as Categories spelled like a raw CSV row
     (`True`); other types (dates, decimals) as pandas spells them. `exact`: numbers as float64 (a target)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if isinstance(column, pa.Array):  # a record batch's column
         column = pa.chunked_array([column])
     kind = column.type
     if pa.types.is_dictionary(kind):
         column, kind = column.cast(kind.value_type), kind.value_type
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind):
-        return pc.cast(column, pa.float64() if exact else pa.float32(), safe=False).to_numpy()  # nulls come out as NaN
+    if pa.types.is_null(kind):
+        return np.full(len(column), np.nan, np.float64 if exact else np.float32)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return _chunks_to_numpy(column, np.float64 if exact else np.float32, np.nan)
     if pa.types.is_boolean(kind):
-        codes = pc.if_else(column, 1, 0).fill_null(-1).to_numpy()
-        return Categories(codes.astype(np.int32), ["False", "True"])
+        return Categories(_chunks_to_numpy(column, np.int32, -1), ["False", "True"])
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         texts = column.to_pandas().astype(str).to_numpy(dtype=object)  # rare types: spelled as pandas spells them
         texts[column.is_null().to_numpy(zero_copy_only=False)] = None
         column = pa.chunked_array([pa.array(texts.tolist(), pa.string())])
-    encoded = column.dictionary_encode()
+    encoded = column.dictionary_encode().unify_dictionaries()
     texts = encoded.chunk(0).dictionary.to_pylist() if encoded.num_chunks else []
-    codes = [chunk.indices.fill_null(-1).to_numpy() for chunk in encoded.unify_dictionaries().chunks]
-    return Categories(np.concatenate(codes).astype(np.int32) if codes else np.zeros(0, np.int32), texts)
+    return Categories(_chunks_to_numpy(pa.chunked_array([c.indices for c in encoded.chunks]), np.int32, -1), texts)
 
 
 def _columns(table, target: str | None = None, names: list[str] | None = None) -> Columns:

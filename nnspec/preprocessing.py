@@ -17,6 +17,7 @@ import numpy as np
 # Files a training folder or `nnspec predict` treats as images (all of them decode with Pillow).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 MAX_IMAGE_PIXELS = 40_000_000  # refuse decompression bombs before decoding
+ENCODE_ROWS = 1 << 14  # rows of a table encoded at a time
 
 
 class InputError(ValueError):
@@ -155,8 +156,8 @@ class Categories:
 
     def present(self) -> list[str]:
         """The distinct texts that occur, sorted."""
-        used = np.unique(self.codes)
-        return sorted(self.texts[i] for i in used[used >= 0].tolist())
+        counts = np.bincount(self.codes[self.codes >= 0], minlength=len(self.texts))
+        return sorted(self.texts[i] for i in np.flatnonzero(counts).tolist())
 
     def offsets(self, categories: list) -> np.ndarray:
         """Each row's position in `categories` (None there is the missing value's); -1 where it has none."""
@@ -233,18 +234,21 @@ class TableEncoder:
         imputation fitted on the training split; a category outside the training ones is all zero."""
         rows = len(columns[self.names[0]])
         out = np.empty((rows, self.width), dtype=np.float32) if out is None else out
-        for (name, lookup), feature, (start, stop) in zip(self.columns, self.features, self.spans):
-            values = columns[name]
-            if lookup is None:
-                out[:, start] = values
-                continue
-            offsets = values.offsets(feature["categories"])
-            block = out[:, start:stop]
-            block[:] = 0.0
-            hit = np.flatnonzero(offsets >= 0)
-            block[hit, offsets[hit]] = 1.0
-            if (feature.get("missing") or {}).get("strategy") == "most_frequent":
-                block[values.codes < 0] = np.nan
+        offsets = {name: columns[name].offsets(f["categories"]) for (name, lookup), f in zip(self.columns, self.features) if lookup}
+        for first in range(0, rows, ENCODE_ROWS):  # row blocks that stay in cache: a column-wise write strides through x
+            part = slice(first, first + ENCODE_ROWS)
+            block_rows = out[part]
+            for (name, lookup), feature, (start, stop) in zip(self.columns, self.features, self.spans):
+                if lookup is None:
+                    block_rows[:, start] = columns[name][part]
+                    continue
+                block = block_rows[:, start:stop]
+                block[:] = 0.0
+                at = offsets[name][part]
+                hit = np.flatnonzero(at >= 0)
+                block[hit, at[hit]] = 1.0
+                if (feature.get("missing") or {}).get("strategy") == "most_frequent":
+                    block[columns[name].codes[part] < 0] = np.nan
         return out
 
     def encode_instances(self, instances: list, path: str = "instances") -> np.ndarray:
