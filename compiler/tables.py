@@ -151,9 +151,18 @@ def _temporal(schema) -> dict:
 
 
 def read_csv(path: Path, target: str | None = None) -> Columns:
-    """A whole CSV file, its column types inferred over every row (as pandas infers them)."""
+    """A whole CSV file, block by block into lean columns (the file's text and float64 values never held
+    whole); when a column's type changes after the first block, read again with the types inferred over
+    every row (as pandas infers them)."""
+    import pyarrow as pa
     import pyarrow.csv as csv
 
+    try:
+        columns = gather(csv_batches(path, target))
+    except pa.ArrowInvalid:
+        columns = None
+    if columns is not None:
+        return columns
     read, convert = _csv_options()
     table = csv.read_csv(path, read_options=read, convert_options=convert)
     _check_unique(table.column_names, path.name)
@@ -161,6 +170,24 @@ def read_csv(path: Path, target: str | None = None) -> Columns:
         read, convert = _csv_options(texts)
         table = csv.read_csv(path, read_options=read, convert_options=convert)
     return _columns(table, target)
+
+
+def gather(batches: Iterator[Columns]) -> Columns | None:
+    """Record batches' columns joined into whole columns (None when there are no batches)."""
+    names, parts = None, {}
+    for batch in batches:
+        names = names or batch.names
+        for name, values in batch.values.items():
+            parts.setdefault(name, []).append(values)
+    if names is None:
+        return None
+    values = {}
+    for name in names:
+        chunks = parts.pop(name)  # each column's blocks freed once joined
+        if isinstance(chunks[0], Categories) != all(isinstance(c, Categories) for c in chunks):
+            return None  # a column typed differently in later blocks: whole-file inference decides
+        values[name] = concat_categories(chunks) if isinstance(chunks[0], Categories) else np.concatenate(chunks)
+    return Columns(names, values)
 
 
 def _pandas_index(schema) -> set[str]:

@@ -211,3 +211,13 @@ def test_a_streamed_csv_whose_later_block_breaks_a_column_type_is_one_line(h, tm
     (line,) = result.stderr.strip().splitlines()
     assert "data.source.path: cannot read animals.csv: In CSV column #0: Row #252" in line and "'oops'" in line
     assert "each CSV column typed by the first block" in line
+
+
+def test_a_column_that_turns_to_text_after_the_first_block_is_categorical_in_memory(h, tmp_path, small_batches):
+    frame = h.table(300)
+    frame["x1"] = frame["x1"].astype(object)
+    frame.loc[250, "x1"] = "oops"  # numeric in the first block, text later: pandas reads text
+    path = h.write_csv(tmp_path, frame)
+    raw = CsvSource(type="csv", path=path.name, target="species").load(tmp_path, "classification")
+    assert raw.features[0]["type"] == "categorical" and "oops" in raw.features[0]["categories"]
+    assert raw.features[0]["categories"] == sorted(pd.read_csv(path)["x1"].astype(str).unique())
