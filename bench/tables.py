@@ -218,7 +218,8 @@ def report(rows_out, epoch, args) -> str:
     lines = [
         "## Table loading",
         "",
-        f"{time.strftime('%Y-%m-%d')}, {_machine()} (shared with other jobs). `python bench/tables.py --rows "
+        f"{time.strftime('%Y-%m-%d')}, {_machine()} (shared with other jobs: load average {os.getloadavg()[1]:.1f} "
+        "over the last 5 minutes of the run, so single runs are noisy). `python bench/tables.py --rows "
         f"{' '.join(map(str, args.rows))} --repeats {args.repeats}{' --epoch' if args.epoch else ''}`: "
         f"{COLUMNS} numeric columns, one categorical ({CATEGORIES} categories), a {CLASSES}-class string target. "
         "Each number is a fresh process (median of the repeats); seconds from reading the file to normalized "
