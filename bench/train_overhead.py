@@ -10,9 +10,9 @@ apart). Variants are interleaved and repeated; medians and ratios are reported.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -128,8 +128,7 @@ def _machine() -> str:
         model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
-    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or "?"
-    return f"{model}, {cores} cores"
+    return f"{model}, {os.cpu_count()} cores"  # not nproc: it answers OMP_NUM_THREADS, which the benches set to 1
 
 
 def replace_section(path: Path, heading: str, text: str) -> None:

@@ -15,6 +15,7 @@ from nnspec.preprocessing import IMAGE_SUFFIXES, Categories, ImageError, TableEn
 from .base import FiniteFloat, Pair, PositiveInt, Shape, StrictModel
 from .tables import (Columns, TableStream, csv_batches, is_numeric, missing_cells, number_categories, parquet_batches, read_csv,
                      read_parquet, scan)
+from .bundled import read_bundled
 
 IN_MEMORY_LIMIT = 2 * 1024**3  # bytes of decoded float32 images above which `in_memory: auto` streams from disk
 FIXED_ORDER = ("validation", "test")  # a source's own splits follow its main samples, in this order
@@ -170,13 +171,13 @@ class _Source(StrictModel):
         return path
 
 
-_BUILTIN = {  # name: (shape, labels or None for regression, sklearn loader (None: mnist1d), own test samples)
-    "digits": ((64,), [str(i) for i in range(10)], "load_digits", 0),
-    "iris": ((4,), ["setosa", "versicolor", "virginica"], "load_iris", 0),
-    "wine": ((13,), ["class_0", "class_1", "class_2"], "load_wine", 0),
-    "breast_cancer": ((30,), ["malignant", "benign"], "load_breast_cancer", 0),
-    "diabetes": ((10,), None, "load_diabetes", 0),
-    "mnist1d": ((40,), [str(i) for i in range(10)], None, 1000),
+_BUILTIN = {  # name: (shape, labels or None for regression, own test samples)
+    "digits": ((64,), [str(i) for i in range(10)], 0),
+    "iris": ((4,), ["setosa", "versicolor", "virginica"], 0),
+    "wine": ((13,), ["class_0", "class_1", "class_2"], 0),
+    "breast_cancer": ((30,), ["malignant", "benign"], 0),
+    "diabetes": ((10,), None, 0),
+    "mnist1d": ((40,), [str(i) for i in range(10)], 1000),
 }
 
 
@@ -189,21 +190,18 @@ class BuiltinSource(_Source):
                     "diabetes for regression, or mnist1d (40-value signals with its own 1000-sample test set).")
 
     def describe(self, base: Path, task: str, preprocessing: PreprocessingSpec = DEFAULT_PREPROCESSING) -> DataInfo:
-        shape, labels, _, own_test = _BUILTIN[self.name]
+        shape, labels, own_test = _BUILTIN[self.name]
         fixed = {"test": FixedSplit(own_test, self.name, f"{self.name}'s own test set")} if own_test else {}
         return DataInfo(shape=shape, labels=labels, targets=None if labels else ["target"], origin=self.name, fixed=fixed)
 
     def load(self, base: Path, task: str, preprocessing: PreprocessingSpec = DEFAULT_PREPROCESSING) -> RawData:
         info = self.describe(base, task)
-        loader = _BUILTIN[self.name][2]
-        if loader is None:
+        if self.name == "mnist1d":
             return _load_mnist1d(info)
-        import sklearn.datasets
-
-        bunch = getattr(sklearn.datasets, loader)()
-        features = [{"name": str(n), "type": "numeric"} for n in bunch.feature_names] if self.name != "digits" else None
-        y = bunch.target.astype(np.int64) if info.labels else bunch.target.astype(np.float32).reshape(-1, 1)
-        return RawData(**vars(info) | {"features": features}, x=bunch.data.astype(np.float32), y=y)
+        x, target, names = read_bundled(self.name)
+        features = [{"name": n, "type": "numeric"} for n in names] if names else None
+        y = target.astype(np.int64) if info.labels else target.astype(np.float32).reshape(-1, 1)
+        return RawData(**vars(info) | {"features": features}, x=x.astype(np.float32), y=y)
 
 
 def _load_mnist1d(info: DataInfo) -> RawData:

@@ -92,13 +92,11 @@ def _save_figure(fig, path: Path) -> None:
 
 def plot_curves(path: Path, rows: list[dict], metric: str) -> None:
     """curves.png: loss, the main metric and the learning rate per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global backend or figure registry, and a lighter import
 
     epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = Figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 3)
     for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], metric, metric)):
         for split in ("train", "val"):
             values = [r.get(f"{split}_{key}") for r in rows]
@@ -112,21 +110,18 @@ def plot_curves(path: Path, rows: list[dict], metric: str) -> None:
     axes[2].set_xlabel("epoch")
     fig.tight_layout()
     _save_figure(fig, path)
-    plt.close(fig)
 
 
 def plot_confusion(path: Path, true, pred, labels: list[str], title: str) -> None:
     """confusion.png: counts of true class (rows) against predicted class (columns)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from .metrics import confusion_matrix
 
     k = len(labels)
     counts = confusion_matrix(true, pred, k)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * k, 1 + 0.45 * k))
+    fig = Figure(figsize=(1.2 + 0.45 * k, 1 + 0.45 * k))
+    ax = fig.subplots()
     ax.imshow(counts, cmap="Blues")
     ax.set_xticks(range(k), labels, rotation=90 if k > 4 else 0)
     ax.set_yticks(range(k), labels)
@@ -139,7 +134,6 @@ def plot_confusion(path: Path, true, pred, labels: list[str], title: str) -> Non
                     color="white" if counts[i, j] > counts.max() / 2 else "black")
     fig.tight_layout()
     _save_figure(fig, path)
-    plt.close(fig)
 
 
 # What `nnspec export RUN_DIR --set ...` may change: the export and serving sections, never what was trained.

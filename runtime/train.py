@@ -203,6 +203,8 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) 
         saved.update(at=time.monotonic(), best_epoch=tracker["best_epoch"], pending=None)
 
     amp = autocast(dev, tr.precision)
+    reg = tr.regularization
+    penalize = bool(reg.l2 or reg.l1)  # read once, not on every step
     batch_sizes = torch.tensor([sl.stop - sl.start for sl in slices], dtype=torch.float64, device=dev)
     epoch = finished = start_epoch - 1
     try:
@@ -220,13 +222,13 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) 
                 with amp:
                     loss = loss_fn(model(xb).float(), yb)
                 losses.append(loss.detach())
-                if tr.regularization.l2 or tr.regularization.l1:
-                    loss = loss + weight_penalty(weights, tr.regularization.l2, tr.regularization.l1)
+                if penalize:
+                    loss = loss + weight_penalty(weights, reg.l2, reg.l1)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
-                if tr.regularization.grad_clip_norm:
+                if reg.grad_clip_norm:
                     scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), tr.regularization.grad_clip_norm)
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), reg.grad_clip_norm)
                 scaler.step(optimizer)
                 scaler.update()
                 if schedule:
