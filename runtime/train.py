@@ -261,10 +261,10 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note, 
             if improved:
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             finished = epoch  # everything of this epoch is done (and in last.pt when writing)
-            if on_epoch and d.is_main:
-                on_epoch(row, tr.epochs)
             if tracking:
                 tracking.epoch(row)
+            if on_epoch and d.is_main:
+                on_epoch(row, tr.epochs)
             if tr.early_stopping and tracker["bad_epochs"] >= tr.early_stopping.patience:
                 break
     except KeyboardInterrupt:

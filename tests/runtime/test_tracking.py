@@ -146,3 +146,34 @@ def test_tracking_options_that_cannot_work_are_one_line(h, tmp_path):
     assert result.exit_code == 2 and result.stderr.startswith("--track cannot change a resumed run")
     result = h.cli(["export", tmp_path, "--register", "x"])
     assert result.exit_code == 2 and result.stderr == f"--register needs a run tracked with MLflow; {tmp_path} has no tracking.json\n"
+
+
+@pytest.mark.slow
+def test_a_resumed_run_goes_on_in_the_same_mlflow_run(h, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from nnspec.runtime.rundir import load_run
+    from nnspec.runtime.tracking import open_tracking
+    from nnspec.runtime.train import TrainingInterrupted, train
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = h.load(tmp_path, h.base_spec(training={"epochs": 4, "tracking": {"mlflow": {"uri": uri}}}))
+
+    def ctrl_c(row, epochs):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as stopped, open_tracking(spec) as tracking:
+        train(spec, runs_dir=tmp_path / "runs", on_epoch=ctrl_c, tracking=tracking)
+    run_dir = stopped.value.run_dir
+    run_id = json.loads((run_dir / "tracking.json").read_text())["mlflow"]["run_id"]
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).info.status == "KILLED"
+
+    resumed = load_run(run_dir)[0]
+    with open_tracking(resumed) as tracking:
+        train(resumed, resume=run_dir, tracking=tracking)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [1, 2, 3, 4]
+    assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
