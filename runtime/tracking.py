@@ -190,6 +190,7 @@ class MlflowTracker:
     def __init__(self, config: MlflowTracking, parent_run_id: str | None = None):
         self.config, self.parent_run_id = config, parent_run_id
         self.client = self.run_id = self.run_dir = None
+        self.pending: list = []  # per-epoch batches still in MLflow's logging queue
 
     def start(self, spec: Spec, run_dir: Path | None, net, train_split) -> None:
         """Create the run (or continue the one a resumed run directory names) and log the spec as params."""
@@ -240,12 +241,19 @@ class MlflowTracker:
 
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, row["epoch"]) for k, v in row.items() if k != "epoch"]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        # MLflow's own background queue: the epoch does not wait for the store (or a slow server); finish waits.
+        self.pending.append(self.client.log_batch(self.run_id, metrics=metrics, synchronous=False))
+
+    def _wait(self) -> None:
+        pending, self.pending = self.pending, []
+        for operation in pending:
+            operation.wait()  # raises when a batch failed
 
     def finish(self, summary: dict) -> None:
         """Final test metrics (test_*) and the run directory's files as artifacts."""
         from mlflow.entities import Metric
 
+        self._wait()
         now, step = int(time.time() * 1000), summary.get("epochs_run", 0)
         finals = [Metric(f"test_{k}", float(v), now, step) for k, v in (summary.get("test") or {}).items()]
         if finals:
@@ -272,7 +280,7 @@ class MlflowTracker:
         try:
             info = mlflow.onnx.log_model(onnx.load(str(version_dir / MODEL_FILE)), name="model", run_id=self.run_id,
                                          signature=signature, input_example=example, registered_model_name=register,
-                                         save_as_external_data=False)
+                                         save_as_external_data=False, pip_requirements=_requirements())
         finally:
             onnx_logger.setLevel(level)
         self.client.log_artifacts(self.run_id, str(version_dir), artifact_path="export")  # nnspec.json, model card
@@ -280,9 +288,18 @@ class MlflowTracker:
         self.client.set_tag(self.run_id, "nnspec.model_version", f"{manifest['name']}/{manifest.get('version')}")
 
     def close(self, status: str) -> None:
-        """End the run."""
+        """End the run (after the metrics still queued)."""
         if self.run_id is not None:
+            self._wait()
             self.client.set_terminated(self.run_id, status)
+
+
+def _requirements() -> list[str]:
+    # Stated, not inferred: MLflow infers them by loading the model in a subprocess, seconds per export.
+    import onnx
+    import onnxruntime
+
+    return [f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"]
 
 
 def mlflow_signature(manifest: dict):
