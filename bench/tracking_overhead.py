@@ -22,7 +22,7 @@ from train_overhead import _machine, replace_section
 
 from nnspec.compiler import load_spec
 from nnspec.runtime.export import export_run
-from nnspec.runtime.tracking import open_tracking, with_tracking
+from nnspec.runtime.tracking import open_tracking
 from nnspec.runtime.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ def one_run(spec, runs_dir: Path, repo: Path) -> dict:
     result = train(spec, runs_dir=runs_dir, on_epoch=lambda row, epochs: ends.append(time.perf_counter()), tracking=tracking)
     total = time.perf_counter() - t0
     log_model = 0.0
-    if tracking is not None:
+    if tracking:
         exported = export_run(result.run_dir, repo)
         t1 = time.perf_counter()
         tracking.log_model(exported.path)

@@ -97,12 +97,20 @@ class Tracking:
         self._each("close", status)
         self.trackers = []
 
+    def __bool__(self) -> bool:
+        """Whether any tracker is (still) on: the loop skips its calls otherwise."""
+        return bool(self.trackers)
+
     def __enter__(self) -> Tracking:
         return self
 
     def __exit__(self, kind, error, tb) -> None:
-        interrupted = kind is not None and (issubclass(kind, KeyboardInterrupt) or type(error).__name__ == "TrainingInterrupted")
-        self.close("FINISHED" if kind is None else "KILLED" if interrupted else "FAILED")
+        if kind is None:
+            self.close("FINISHED")
+            return
+        from .train import TrainingInterrupted  # here: runtime.train imports this module
+
+        self.close("KILLED" if issubclass(kind, (KeyboardInterrupt, TrainingInterrupted)) else "FAILED")
 
 
 def with_tracking(spec: Spec, backends: list[str] | tuple) -> Spec:
@@ -113,26 +121,23 @@ def with_tracking(spec: Spec, backends: list[str] | tuple) -> Spec:
     return spec.model_copy(update={"training": spec.training.model_copy(update={"tracking": tracking})})
 
 
-def open_tracking(spec: Spec, *, parent_run_id: str | None = None, warn: Warn = _stderr) -> Tracking | None:
-    """The spec's trackers, or None when tracking is off; `parent_run_id` nests the MLflow run under a study's."""
+def open_tracking(spec: Spec, *, parent_run_id: str | None = None, warn: Warn = _stderr) -> Tracking:
+    """The spec's trackers (false when tracking is off); `parent_run_id` nests the MLflow run under a study's."""
     config = spec.training.tracking
     trackers: list[Tracker] = []
     if config.mlflow is not None:
         trackers.append(MlflowTracker(config.mlflow, parent_run_id))
     if config.tensorboard is not None:
         trackers.append(TensorBoardTracker(config.tensorboard, warn))
-    return Tracking(trackers, warn) if trackers else None
+    return Tracking(trackers, warn)
 
 
-def resume_tracking(run_dir: str | Path, *, warn: Warn = _stderr) -> Tracking | None:
-    """The MLflow run a run directory was tracked in (to log a later export into it), or None."""
+def resume_tracking(run_dir: str | Path, *, warn: Warn = _stderr) -> Tracking:
+    """The MLflow run a run directory was tracked in, to log a later export into it (false when it was not tracked)."""
     record = _read_record(Path(run_dir))
-    if record is None:
-        return None
-    tracker = MlflowTracker(MlflowTracking(uri=record["uri"]), None)
-    tracking = Tracking([tracker], warn)
+    tracking = Tracking([MlflowTracker(MlflowTracking(uri=record["uri"]))] if record else [], warn)
     tracking._each("reopen", record)
-    return tracking if tracking.trackers else None
+    return tracking
 
 
 def _read_record(run_dir: Path | None) -> dict | None:

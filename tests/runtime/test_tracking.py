@@ -177,3 +177,9 @@ def test_a_resumed_run_goes_on_in_the_same_mlflow_run(h, tmp_path, monkeypatch):
     assert client.get_run(run_id).info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [1, 2, 3, 4]
     assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
+
+    # `nnspec export` of a tracked run logs the model into the same MLflow run
+    result = h.cli(["export", run_dir, "--repo", tmp_path / "models", "--register", "resumed"])
+    assert result.exit_code == 0, result.output
+    assert client.get_model_version("resumed", "1").run_id == run_id
+    assert client.get_run(run_id).data.tags["nnspec.model_version"] == "t/1"
