@@ -112,8 +112,8 @@ def main() -> None:
               "metrics.csv and the tracker's per-epoch call; the difference to `off` also holds what the trackers' own threads "
               "(MLflow's logging queue, TensorBoard's writer) take from the loop on shared cores. train() total adds loading the data, the tracker's start "
               "(MLflow: experiment, run, the spec's parameters; TensorBoard: the graph) and finish (test metrics, the "
-              "run directory's files as artifacts; TensorBoard's hparams). With tracking off the loop only checks "
-              "`tracking` for None at start, per epoch and at the end.", ""]
+              "run directory's files as artifacts; TensorBoard's hparams). With tracking off the loop only tests "
+              "whether a tracker is on, at start, once per epoch and at the end.", ""]
     text = "\n".join(lines)
     print(text)
     if out:

@@ -69,8 +69,9 @@ def runs(
     console.print(table)
     for r in found:
         if r.status == "interrupted":
-            how = f"resume with: {r.resume}" if r.resume else "no epoch finished; nothing to resume"
-            console.print(f"{r.name}/{r.stamp} interrupted after epoch {r.epochs_run}; {how}", markup=False, highlight=False)
+            how = (f"interrupted after epoch {r.epochs_run}; resume with: {r.resume}" if r.resume
+                   else "interrupted before its first epoch ended; nothing to resume")
+            console.print(f"{r.name}/{r.stamp} {how}", markup=False, highlight=False)
 
 
 def _find(run: Path, runs_dir: Path) -> Path:

@@ -18,10 +18,12 @@ def test_flatten_names_leaves_as_set_takes_them():
 
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory):
-    """Four runs of one tiny spec: finished and exported (lr 0.01), finished (lr 0.02), stopped early, interrupted."""
+    """Runs of one tiny spec: finished and exported (lr 0.01), finished (lr 0.02), stopped early, interrupted after
+    epoch 2, and interrupted before any epoch ended."""
     import runtime_helpers as h
 
     from nnspec.runtime.export import export_run
+    from nnspec.runtime.rundir import create_run_dir
     from nnspec.runtime.train import TrainingInterrupted, train
 
     tmp = tmp_path_factory.mktemp("runs-cli")
@@ -41,6 +43,8 @@ def runs_dir(tmp_path_factory):
     with pytest.raises(TrainingInterrupted) as stopped:
         train(h.load(tmp, h.base_spec(training={"epochs": 5})), runs_dir=runs, on_epoch=ctrl_c)
     made["interrupted"] = stopped.value.run_dir
+    spec = h.load(tmp, h.base_spec())
+    made["no_epoch"] = create_run_dir(runs, spec, spec.data.describe(tmp, spec.task))  # stopped before epoch 1 ended
     return runs, made
 
 
@@ -59,6 +63,8 @@ def test_runs_lists_finished_stopped_and_interrupted_runs(h, runs_dir):
     assert (early["status"], early["epochs_run"], early["epochs_planned"], early["best_epoch"]) == ("stopped early", 2, 6, 1)
     assert (interrupted["status"], interrupted["epochs_run"], interrupted["epochs_planned"]) == ("interrupted", 2, 5)
     assert interrupted["resume"] == f"nnspec train --resume {made['interrupted']}" and interrupted["test"] == {}
+    no_epoch = listed[str(made["no_epoch"])]
+    assert (no_epoch["status"], no_epoch["epochs_run"], no_epoch["resume"]) == ("interrupted", 0, None)
 
     table = h.cli(["runs", "--runs-dir", runs]).stdout
     rows = {line.split()[1]: line for line in table.splitlines() if line.startswith("│ t/")}
@@ -67,18 +73,21 @@ def test_runs_lists_finished_stopped_and_interrupted_runs(h, runs_dir):
     assert "interrupted" in rows[f"t/{made['interrupted'].name}"]
     assert (f"t/{made['interrupted'].name} interrupted after epoch 2; resume with: nnspec train --resume {made['interrupted']}"
             in table.splitlines())
+    assert f"t/{made['no_epoch'].name} interrupted before its first epoch ended; nothing to resume" in table.splitlines()
 
 
 @pytest.mark.slow
 def test_runs_sorts_best_first_and_names_unknown_metrics(h, runs_dir):
     runs, made = runs_dir
     result = h.cli(["runs", "--runs-dir", runs, "--sort", "val_loss", "--json"])
-    values = [r["validation"]["loss"] for r in json.loads(result.stdout)["runs"]]
+    listed = json.loads(result.stdout)["runs"]
+    assert listed[-1]["path"] == str(made["no_epoch"])  # no validation loss: last
+    values = [r["validation"]["loss"] for r in listed[:-1]]
     assert values == sorted(values)
     result = h.cli(["runs", "--runs-dir", runs, "--sort", "test_accuracy", "--json"])
     listed = json.loads(result.stdout)["runs"]
-    assert listed[-1]["path"] == str(made["interrupted"])  # no test metric: last
-    accuracies = [r["test"]["accuracy"] for r in listed[:-1]]
+    assert {r["path"] for r in listed[-2:]} == {str(made["interrupted"]), str(made["no_epoch"])}  # no test metric: last
+    accuracies = [r["test"]["accuracy"] for r in listed[:-2]]
     assert accuracies == sorted(accuracies, reverse=True)
     result = h.cli(["runs", "--runs-dir", runs, "--sort", "val_nothing"])
     assert result.exit_code == 2 and result.stderr.startswith("error: --sort val_nothing: no run has it; choose from ")
