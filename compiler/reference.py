@@ -18,6 +18,7 @@ from .schedulers import SchedulerSpec
 from .spec import (DataSpec, EarlyStoppingSpec, ExportSpec, InputSpec, ModelSpec, PreprocessingSpec,
                    RegularizationSpec, ServingSpec, Spec, SplitSpec, TrainingSpec)
 from .layers import InitSpec
+from .tracking import MlflowTracking, TensorBoardTracking, TrackingSpec
 
 
 def _type_name(tp) -> str:
@@ -92,7 +93,8 @@ def reference_markdown() -> str:
                          ("data.preprocessing.missing", MissingSpec),
                          ("model", ModelSpec), ("model.input", InputSpec), ("model.init (and any layer's init)", InitSpec),
                          ("training", TrainingSpec), ("training.regularization", RegularizationSpec),
-                         ("training.early_stopping", EarlyStoppingSpec), ("export", ExportSpec), ("serving", ServingSpec)):
+                         ("training.early_stopping", EarlyStoppingSpec), ("training.tracking", TrackingSpec),
+                         ("training.tracking.mlflow", MlflowTracking), ("training.tracking.tensorboard", TensorBoardTracking), ("export", ExportSpec), ("serving", ServingSpec)):
         lines += _section(title, model)
     lines += _union("Data sources (data.source)", DataSource)
     lines += ["## Layers (model.layers)", ""]

@@ -14,6 +14,7 @@ from .layers import InitSpec, LayerSpec
 from .losses import LossSpec
 from .optimizers import AdamSpec, OptimizerSpec
 from .schedulers import SchedulerSpec
+from .tracking import TrackingSpec
 
 Task = Literal["classification", "binary", "regression"]
 
@@ -102,6 +103,7 @@ class TrainingSpec(StrictModel):
     deterministic: bool = Field(False, description="Demand deterministic torch kernels for repeatable runs; slower, and an operation without a deterministic kernel is an error.")
     log_train_metrics: bool = Field(False, description="Also score the whole training split every epoch (train_accuracy, ...) in metrics.csv and the curves; the training loss is always logged; costs one more pass per epoch.")
     threads: PositiveInt | None = Field(None, description="torch intra-op threads; null: OMP_NUM_THREADS when set, else one per physical core this process may use (affinity and cgroup quota), shared among torchrun's local ranks.")
+    tracking: TrackingSpec = Field(TrackingSpec(), description="Report the run to MLflow and/or TensorBoard besides its run directory; both off by default.")
 
 
 class ExportSpec(StrictModel):

@@ -12,13 +12,17 @@ from typing import Annotated
 import typer
 
 import nnspec
-from nnspec import cli_serving, cli_spec, cli_training
+from nnspec import cli_runs, cli_serving, cli_spec, cli_training
 
 COMMANDS = (
     cli_spec.init, cli_spec.validate, cli_spec.summary, cli_spec.schema,  # the spec (torch-free)
     cli_training.train, cli_training.evaluate, cli_training.export,  # training (torch inside)
     cli_serving.serve, cli_serving.predict, cli_serving.models,      # exported models (torch-free)
 )
+# Commands with subcommands: name -> (the command itself, its subcommands).
+GROUPS = {
+    "runs": (cli_runs.runs, (cli_runs.diff,)),  # run directories side by side (torch-free)
+}
 
 
 def build_app() -> typer.Typer:
@@ -28,6 +32,12 @@ def build_app() -> typer.Typer:
     app.callback()(_options)
     for command in COMMANDS:
         app.command()(command)
+    for name, (command, subcommands) in GROUPS.items():
+        group = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        group.callback(invoke_without_command=True)(command)
+        for sub in subcommands:
+            group.command()(sub)
+        app.add_typer(group, name=name)
     return app
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from enum import Enum
+from typing import Annotated, Optional, get_args
 
 import typer
 
 from nnspec.cli_common import ERRORS, fail, fail_on
+from nnspec.compiler.tracking import Backend
+
+TrackerName = Enum("TrackerName", [(b, b) for b in get_args(Backend)], type=str)  # --track's choices, from the spec's
 
 
 def _progress(quiet: bool):
@@ -68,10 +72,15 @@ def train(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue a run from its last checkpoint.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    track: Annotated[Optional[list[TrackerName]], typer.Option("--track", help="Report the run to mlflow or tensorboard "
+                     "(repeatable; switches on training.tracking.<name> with its defaults).")] = None,
+    register: Annotated[Optional[str], typer.Option("--register", metavar="NAME",
+                        help="Register the exported model in MLflow's model registry under NAME.")] = None,
 ) -> None:
     """Train a spec, write its run directory and export it to the model repository."""
     from nnspec.compiler import load_spec
     from nnspec.runtime.rundir import load_run
+    from nnspec.runtime.tracking import open_tracking, with_tracking
     from nnspec.runtime.train import TrainingInterrupted
     from nnspec.runtime.train import train as run_training
 
@@ -85,21 +94,38 @@ def train(
         fail("--set, --device and --threads cannot change a resumed run; its spec is fixed in its run directory")
     if resume is None and spec is None:
         fail("give a SPEC file, or --resume RUN_DIR")
+    if resume is not None and track:
+        fail("--track cannot change a resumed run; it goes on with the trackers of its spec")
+    if register is not None and no_export:
+        fail("--register logs the exported model: it cannot go with --no-export")
     try:
-        parsed = load_run(resume)[0] if resume is not None else load_spec(spec, overrides)
+        parsed = with_tracking(load_run(resume)[0] if resume is not None else load_spec(spec, overrides),
+                               [t.value for t in track or []])
+    except ERRORS as e:
+        fail_on(e)
+    if register is not None and parsed.training.tracking.mlflow is None:
+        fail("--register needs MLflow tracking: add --track mlflow or training.tracking.mlflow to the spec")
+    tracking = None
+    try:
         progress, on_epoch = _progress(quiet or as_json)
+        note = _note_printer(progress)
+        tracking = open_tracking(parsed, warn=note) if int(os.environ.get("RANK", "0")) == 0 else None
         try:
             if progress:
                 progress.start()
-            result = run_training(parsed, runs_dir=runs_dir, resume=resume, on_epoch=on_epoch, on_note=_note_printer(progress))
+            result = run_training(parsed, runs_dir=runs_dir, resume=resume, on_epoch=on_epoch, on_note=note, tracking=tracking)
         finally:
             if progress:
                 progress.stop()
     except TrainingInterrupted as e:
+        if tracking:
+            tracking.close("KILLED")
         if e.epoch and e.run_dir is not None:
             fail(f"interrupted after epoch {e.epoch}; resume with: nnspec train --resume {e.run_dir}", 130)
         fail("interrupted before the first epoch finished; nothing to resume", 130)
     except ERRORS as e:
+        if tracking:
+            tracking.close("FAILED")
         fail_on(e)
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -113,6 +139,10 @@ def train(
             summary["export"] = {"path": str(exported.path), "version": exported.version, "parity": exported.parity}
         except ERRORS as e:  # the run is kept and reported first: only the export is retried
             export_error = e
+    if tracking:
+        if "export" in summary:
+            tracking.log_model(summary["export"]["path"], register)
+        tracking.close("FINISHED")
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
@@ -152,13 +182,23 @@ def export(
     version: Annotated[Optional[int], typer.Option("--version", help="Version number (default: the next one).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing version.")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override export.* or serving.* (PATH=VALUE).")] = None,
+    register: Annotated[Optional[str], typer.Option("--register", metavar="NAME",
+                        help="Register the model in MLflow's model registry under NAME (a run tracked with MLflow).")] = None,
 ) -> None:
-    """Export a run to ONNX (preprocessing inside), check parity, and publish it to the repository."""
+    """Export a run to ONNX (preprocessing inside), check parity, and publish it to the repository; a run tracked
+    with MLflow gets the model logged into its MLflow run."""
     from nnspec.runtime.export import export_run
+    from nnspec.runtime.tracking import TRACKING_FILE, resume_tracking
 
+    if register is not None and not (run_dir / TRACKING_FILE).is_file():
+        fail(f"--register needs a run tracked with MLflow; {run_dir} has no {TRACKING_FILE}")
     try:
         exported = export_run(run_dir, repo, version=version, overwrite=overwrite, overrides=set_ or [])
     except ERRORS as e:
         fail_on(e)
+    tracking = resume_tracking(run_dir, warn=lambda line: typer.echo(line, err=True))
+    if tracking:
+        tracking.log_model(exported.path, register)
+        tracking.close("FINISHED")
     worst = max(exported.parity.values()) if exported.parity else 0.0
     typer.echo(f"exported {exported.path} (version {exported.version}; parity max |diff| {worst:.2e})")

@@ -22,7 +22,7 @@ from .checkpoint import load_checkpoint
 from .data import PARITY_ROWS, missing_text, raw_rows
 from .metrics import probabilities
 from .repository import publish_version, write_config_pbtxt
-from .rundir import PARITY_FILE, load_run, spec_hash
+from .rundir import PARITY_FILE, load_run, record_export, spec_hash
 
 PARITY_BATCHES = (1, 7, 64)
 
@@ -228,4 +228,5 @@ def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | 
     files = {"model.onnx": onnx_bytes, "README.md": model_card(spec, info, manifest, summary).encode()}
     number, path = publish_version(repo, spec.name, manifest, files, version=version, overwrite=overwrite)
     write_config_pbtxt(repo, spec.name, manifest)
+    record_export(run_dir, path, number)
     return Exported(path, number, parity)

@@ -136,6 +136,16 @@ def plot_confusion(path: Path, true, pred, labels: list[str], title: str) -> Non
     _save_figure(fig, path)
 
 
+def record_export(run_dir: str | Path, version_dir: Path, version: int) -> None:
+    """Add a published version to the run's exports.json (read by `nnspec runs`)."""
+    path = Path(run_dir) / "exports.json"
+    try:
+        exports = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+        atomic_write_json(path, [*exports, {"version": version, "path": str(version_dir)}])
+    except (OSError, ValueError):
+        pass  # the version is published; a read-only or damaged run folder only loses this note
+
+
 # What `nnspec export RUN_DIR --set ...` may change: the export and serving sections, never what was trained.
 EXPORT_SECTIONS = ("export", "serving")
 

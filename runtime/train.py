@@ -26,6 +26,7 @@ from .files import atomic_write_json
 from .metrics import compute_metrics, probabilities
 from .rundir import create_run_dir, plot_confusion, plot_curves, spec_hash, write_metrics_csv
 from .threads import set_training_threads
+from .tracking import Tracking
 
 CHECKPOINT_SECONDS = 30.0  # last.pt (and best.pt) at most this often while training; always at the end and on Ctrl-C
 
@@ -129,18 +130,19 @@ def _versions() -> dict:
 
 def train(spec: Spec, *, runs_dir: str | Path = "runs", device: str | None = None, resume: str | Path | None = None,
           on_epoch: Callable[[dict, int], None] | None = None, write: bool = True,
-          on_note: Callable[[str], None] | None = None) -> TrainResult:
+          on_note: Callable[[str], None] | None = None, tracking: Tracking | None = None) -> TrainResult:
     """Fit the spec's network on its data and write the run directory (rank 0 only under torchrun).
-    `on_note` gets each line about the data (dropped rows, missing values and their fills) before training."""
+    `on_note` gets each line about the data (dropped rows, missing values and their fills) before training;
+    `tracking` (runtime.tracking.open_tracking) gets the run's start, each epoch and the end; the caller closes it."""
     tr = spec.training
     d = init_distributed(device or tr.device)
     try:
-        return _fit(spec, tr, d, runs_dir, device, resume, on_epoch, write, on_note)
+        return _fit(spec, tr, d, runs_dir, device, resume, on_epoch, write, on_note, tracking if d.is_main else None)
     finally:
         shutdown(d)
 
 
-def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) -> TrainResult:
+def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note, tracking) -> TrainResult:
     dev = resolve_device(device or tr.device, d)
     threads = set_training_threads(tr.threads)
     seed_everything(tr.seed, tr.deterministic)
@@ -187,6 +189,8 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) 
         run_dir = d.broadcast_object(run_dir)
 
     preprocessing = _preprocessing(data)
+    if tracking:
+        tracking.start(spec, run_dir, net, data.train)
 
     def checkpoint(epoch: int) -> dict:
         return {"epoch": epoch, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
@@ -274,6 +278,8 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) 
                 else:
                     saved["pending"] = snapshot(checkpoint(epoch))
             finished = epoch  # everything of this epoch is done (and in last.pt, or pending, when writing)
+            if tracking:
+                tracking.epoch(row)
             if on_epoch and d.is_main:
                 on_epoch(row, tr.epochs)
             if tr.early_stopping and tracker["bad_epochs"] >= tr.early_stopping.patience:
@@ -308,6 +314,8 @@ def _fit(spec, tr, d: Dist, runs_dir, device, resume, on_epoch, write, on_note) 
     if run_dir is not None and d.is_main:
         atomic_write_json(run_dir / "summary.json", summary)
         _plots(spec, net, data, history, run_dir, tr.precision)
+    if tracking:
+        tracking.finish(summary)
     return TrainResult(run_dir, summary, net, data, history)
 
 

@@ -3,9 +3,10 @@
 import pytest
 
 
-@pytest.mark.parametrize("command", ["", "init", "validate", "summary", "schema", "train", "evaluate", "export", "serve", "predict", "models"])
+@pytest.mark.parametrize("command", ["", "init", "validate", "summary", "schema", "train", "evaluate", "export", "serve", "predict", "models",
+                                     "runs", "runs diff"])
 def test_every_command_prints_its_help(h, command):
-    result = h.cli([command, "--help"] if command else ["--help"])
+    result = h.cli([*command.split(), "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
 
