@@ -34,7 +34,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 16, 64)
-SERVERS = ("hand-written FastAPI", "nnspec, batching off", "nnspec, batching on")
+BARE, HAND, OFF, ON = "bare ASGI + onnxruntime", "hand-written FastAPI", "nnspec, batching off", "nnspec, batching on"
+SERVERS = (BARE, HAND, OFF, ON)
 BASELINE = "nnspec baseline, batching on"  # --baseline: another checkout's nnspec, same settings
 
 
@@ -114,8 +115,10 @@ def free_port() -> int:
 # Every server runs under exactly these uvicorn settings.
 UVICORN = "host='127.0.0.1', port={port}, log_level='warning', access_log=False, loop={loop!r}, http={http!r}"
 SERVER_CODE = {
-    "hand": "import sys, uvicorn; sys.path.insert(0, {bench!r}); from handwritten_app import create_app; "
-            "uvicorn.run(create_app({onnx!r}, image={image}), " + UVICORN + ")",
+    HAND: "import sys, uvicorn; sys.path.insert(0, {bench!r}); from handwritten_app import create_app; "
+          "uvicorn.run(create_app({onnx!r}, image={image}), " + UVICORN + ")",
+    BARE: "import sys, uvicorn; sys.path.insert(0, {bench!r}); from bare_app import create_app; "
+          "uvicorn.run(create_app({onnx!r}), " + UVICORN + ")",
     "nnspec": "import uvicorn; from nnspec.service.app import create_app; from nnspec.service.settings import Settings; "
               "uvicorn.run(create_app(Settings(repository={repo!r}, batching={batching}, "
               "intra_op_threads={threads!r})), " + UVICORN + ")",
@@ -134,7 +137,7 @@ def server_stack(loop: str, http: str) -> str:
 
 def start_server(kind: str, model: str, info: dict, repo: Path, args) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    code = SERVER_CODE["hand" if kind.startswith("hand") else "nnspec"].format(
+    code = SERVER_CODE.get(kind, SERVER_CODE["nnspec"]).format(
         bench=str(ROOT / "bench"), onnx=info[model]["onnx"], image=len(info[model]["shape"]) > 1, port=port,
         repo=str(repo), batching=kind.endswith("on"), loop=args.loop, http=args.http,
         threads=args.threads_on if kind.endswith("on") else args.threads_off)
@@ -144,7 +147,7 @@ def start_server(kind: str, model: str, info: dict, repo: Path, args) -> tuple[s
         proc = subprocess.Popen([str(python), "-c", code], cwd=checkout if python.parent.name == "bin" else ROOT)
     else:
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
-    path = "/predict" if kind.startswith("hand") else f"/v1/models/{model}:predict"
+    path = "/predict" if kind in (BARE, HAND) else f"/v1/models/{model}:predict"
     url = f"http://127.0.0.1:{port}{path}"
     body = load_bodies(info[model]["shape"], 1)[0]
     deadline = time.time() + 60
