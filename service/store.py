@@ -98,6 +98,12 @@ class ModelLease:
             self.model.batcher.withdraw()
         self.store._release(self.model)
 
+    def __enter__(self) -> "ModelLease":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
 
 class ModelStore:
     """Every loaded model version of one repository."""
