@@ -1,4 +1,4 @@
-"""Serving benchmark: nnspec serve vs a hand-written FastAPI endpoint vs raw onnxruntime.
+"""Serving benchmark: nnspec serve vs a bare ASGI endpoint vs a hand-written FastAPI one vs raw onnxruntime.
 
     python bench/serve.py [--seconds 3] [--repeats 3] [--load auto|wrk|aiohttp] [--out docs/BENCHMARKS.md]
     python bench/serve.py --baseline ../old-checkout/.venv/bin/python   # adds that checkout's nnspec as a row
@@ -34,7 +34,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 16, 64)
-SERVERS = ("hand-written FastAPI", "nnspec, batching off", "nnspec, batching on")
+BARE, HAND, OFF, ON = "bare ASGI + onnxruntime", "hand-written FastAPI", "nnspec, batching off", "nnspec, batching on"
+SERVERS = (BARE, HAND, OFF, ON)
 BASELINE = "nnspec baseline, batching on"  # --baseline: another checkout's nnspec, same settings
 
 
@@ -114,8 +115,10 @@ def free_port() -> int:
 # Every server runs under exactly these uvicorn settings.
 UVICORN = "host='127.0.0.1', port={port}, log_level='warning', access_log=False, loop={loop!r}, http={http!r}"
 SERVER_CODE = {
-    "hand": "import sys, uvicorn; sys.path.insert(0, {bench!r}); from handwritten_app import create_app; "
-            "uvicorn.run(create_app({onnx!r}, image={image}), " + UVICORN + ")",
+    HAND: "import sys, uvicorn; sys.path.insert(0, {bench!r}); from handwritten_app import create_app; "
+          "uvicorn.run(create_app({onnx!r}, image={image}), " + UVICORN + ")",
+    BARE: "import sys, uvicorn; sys.path.insert(0, {bench!r}); from bare_app import create_app; "
+          "uvicorn.run(create_app({onnx!r}), " + UVICORN + ")",
     "nnspec": "import uvicorn; from nnspec.service.app import create_app; from nnspec.service.settings import Settings; "
               "uvicorn.run(create_app(Settings(repository={repo!r}, batching={batching}, "
               "intra_op_threads={threads!r})), " + UVICORN + ")",
@@ -134,7 +137,7 @@ def server_stack(loop: str, http: str) -> str:
 
 def start_server(kind: str, model: str, info: dict, repo: Path, args) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    code = SERVER_CODE["hand" if kind.startswith("hand") else "nnspec"].format(
+    code = SERVER_CODE.get(kind, SERVER_CODE["nnspec"]).format(
         bench=str(ROOT / "bench"), onnx=info[model]["onnx"], image=len(info[model]["shape"]) > 1, port=port,
         repo=str(repo), batching=kind.endswith("on"), loop=args.loop, http=args.http,
         threads=args.threads_on if kind.endswith("on") else args.threads_off)
@@ -144,7 +147,7 @@ def start_server(kind: str, model: str, info: dict, repo: Path, args) -> tuple[s
         proc = subprocess.Popen([str(python), "-c", code], cwd=checkout if python.parent.name == "bin" else ROOT)
     else:
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
-    path = "/predict" if kind.startswith("hand") else f"/v1/models/{model}:predict"
+    path = "/predict" if kind in (BARE, HAND) else f"/v1/models/{model}:predict"
     url = f"http://127.0.0.1:{port}{path}"
     body = load_bodies(info[model]["shape"], 1)[0]
     deadline = time.time() + 60
@@ -320,7 +323,8 @@ def report(results: dict, raw: dict, args, stack: str, started: str) -> str:
              f"Servers: {stack}, 127.0.0.1, one process each, same settings for all. Load: {tool}, in a "
              f"separate process on loopback (client and server share the cores), one row per request, keep-alive connections = concurrency. Each cell ran "
              f"{args.repeats} times, interleaved (server order rotated every round); the table shows the "
-             f"median: req/s, then p50 / p99 latency in ms.", ""]
+             f"median: req/s, then p50 / p99 latency in ms. Load average (1 min) at the start and the end: "
+             f"{args.load_before:.1f} and {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.", ""]
     for model in results:
         lines += [f"### {model}", "", "| server | " + " | ".join(f"c={c}" for c in CONCURRENCY) + " |",
                   "| --- |" + " --- |" * len(CONCURRENCY)]
@@ -345,6 +349,14 @@ def report(results: dict, raw: dict, args, stack: str, started: str) -> str:
             ratios = {c: per_round(model, "nnspec, batching on", BASELINE, c) for c in CONCURRENCY}
             lines.append(f"- {model}: nnspec (batching on) / the baseline checkout's: " + ", ".join(
                 f"c={c} **{np.median(r):.3f}x** (rounds {', '.join(f'{x:.2f}' for x in r)})" for c, r in ratios.items()))
+    for model in results:
+        if {ON, BARE} <= set(SERVERS):
+            target = {"mlp": ">= 0.8x at c=16 and c=64", "cnn": ">= 1.5x at c=64"}.get(model, "none set")
+            ratios = {c: per_round(model, ON, BARE, c) for c in CONCURRENCY}
+            lines.append(f"- {model}: nnspec (batching on) / the bare ASGI endpoint: " + ", ".join(
+                f"c={c} **{np.median(r):.2f}x** (rounds {', '.join(f'{x:.2f}' for x in r)})" for c, r in ratios.items())
+                + f". Target: {target}." + (f" p99 at c=16: {_median(results[model][ON][16])['p99']:.1f} ms "
+                                             f"(target < 5 ms)." if model == "mlp" and 16 in CONCURRENCY else ""))
     if "mlp" in results and {"hand-written FastAPI", "nnspec, batching off", "nnspec, batching on"} <= set(SERVERS):
         on = per_round("mlp", "nnspec, batching on", "hand-written FastAPI", 16)
         off = per_round("mlp", "nnspec, batching off", "hand-written FastAPI", 16)
@@ -368,8 +380,10 @@ Reading it:
   framework and the inference path. The hand-written endpoint pays FastAPI routing, pydantic
   validation of the body, FastAPI's JSON encoding and a threadpool hop. nnspec answers `:predict`
   and V2 `infer` from a pure ASGI fast path in front of FastAPI (same handlers, the routes stay in
-  FastAPI and OpenAPI), parses with orjson into numpy, and hands the batch to the model's one
-  worker thread (inference never runs on the event loop).
+  FastAPI and OpenAPI), parses with orjson into numpy, and hands the batch to the model's batcher:
+  the version's worker thread, or for a model whose full batch runs in under 100 µs (the MLP here)
+  the event loop itself, one batch per loop turn. The bare ASGI endpoint is the limit: no framework,
+  no checks, one `session.run` per request on the event loop (so a CNN request blocks its loop).
 - Batching on vs off: one onnxruntime run per batch instead of per request, so the run overheads
   and the worker handoff (the worker thread needs the GIL back from a busy event loop after every
   run) are paid once per batch, and onnxruntime computes bigger batches more efficiently (compare
@@ -400,7 +414,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; each cell reports the median")
-    parser.add_argument("--models", nargs="+", default=["mlp", "cnn", "cnn-wide"], choices=list(_nets()))
+    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=list(_nets()))
     parser.add_argument("--load", choices=["auto", "wrk", "aiohttp"], default="auto",
                         help="load generator; auto = wrk when installed")
     parser.add_argument("--loop", default="auto", help="uvicorn --loop for every server")
@@ -422,6 +436,7 @@ def main() -> None:
         SERVERS = tuple(s for s in SERVERS if any(k in s for k in args.servers))
     if args.load == "auto":
         args.load = "wrk" if shutil.which("wrk") else "aiohttp"
+    args.load_before = os.getloadavg()[0]  # how busy the machine was: the report says so
     stack = server_stack(args.loop, args.http)
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     print(f"load: {args.load}; servers: {stack}", file=sys.stderr)

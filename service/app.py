@@ -10,6 +10,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import nnspec
 
@@ -59,6 +60,33 @@ async def _poll(store: ModelStore, seconds: float) -> None:
             log.exception("repository poll failed")
 
 
+class ServingApp(FastAPI):
+    """FastAPI with the app's own middleware (`add_middleware`) in front of FastAPI's layers instead of
+    inside them, and HTTP requests handed straight to it: a request that the fast path answers passes
+    no FastAPI layer (its error, telemetry and body-limit layers and the per-request telemetry check
+    cost a fifth of a small request). Every other request reaches FastAPI's stack as before; the fast
+    path answers its own unexpected errors as FastAPI's would (a logged, short 500)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """FastAPI's stack around the router, inside the middleware added with `add_middleware`."""
+        own, self.user_middleware = self.user_middleware, []
+        try:
+            app = super().build_middleware_stack()
+        finally:
+            self.user_middleware = own
+        for cls, args, kwargs in reversed(own):
+            app = cls(app, *args, **kwargs)
+        return app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # the lifespan and websockets: FastAPI's own way
+            return await super().__call__(scope, receive, send)
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, fast_path: bool = True) -> FastAPI:
     """The nnspec serving app over `settings.repository`.
 
@@ -84,7 +112,7 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
             await run_in_threadpool(store.close)
             metrics.close()
 
-    app = FastAPI(title="nnspec serve", version=nnspec.__version__, lifespan=lifespan,
+    app = ServingApp(title="nnspec serve", version=nnspec.__version__, lifespan=lifespan,
                   description="KServe V1 and Open Inference Protocol (V2) endpoints over an nnspec "
                               "model repository (Triton layout), with dynamic batching.")
     install_error_handlers(app)

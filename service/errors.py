@@ -40,6 +40,12 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
                     media_type="application/json", headers=headers)
 
 
+def unexpected_error(method: str, path: str, exc: BaseException) -> Response:
+    """The short 500 for a bug, logged with its traceback on the server."""
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return error_response(500, "internal server error")
+
+
 def hide_paths(message: str, repository: Path) -> str:
     """`message` with the repository's folder cut from its paths (`/srv/models/iris/2/x` -> `iris/2/x`)."""
     for root in (str(repository.resolve()), str(repository)):  # the absolute form first: it contains the other
@@ -64,8 +70,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, "internal server error")
+        return unexpected_error(request.method, request.url.path, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

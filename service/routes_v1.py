@@ -74,8 +74,8 @@ async def _decode(body: bytes, session: ModelSession, settings: Settings) -> np.
 
 
 async def _predict(request: Request, name: str, version: str | None = None) -> Response:
-    with leased_model(request, name, version) as (state, lease):
-        x = await _decode(await request_body(request), lease.session, state.settings)
+    with leased_model(request, name, version) as lease:
+        x = await _decode(await request_body(request), lease.session, lease.store.settings)
         predictions = lease.session.format_predictions(await lease.infer(x))
         return json_response({"predictions": predictions}, {"x-model-version": str(lease.version)})
 

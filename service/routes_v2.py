@@ -120,10 +120,10 @@ async def version_config(name: str, version: str, state: State) -> Response:
 # --- inference --------------------------------------------------------------------------------
 
 async def _infer(request: Request, name: str, version: str | None = None) -> Response:
-    with leased_model(request, name, version) as (state, lease):
+    with leased_model(request, name, version) as lease:
         body = await request_body(request)
         x, parsed, outputs = await parse_body(parse_infer, body, request.headers.get(HEADER_LENGTH),
-                                              lease.session, state.settings.max_instances)
+                                              lease.session, lease.store.settings.max_instances)
         return infer_response(lease.session.name, lease.version, parsed, outputs, await lease.infer(x))
 
 

@@ -24,7 +24,7 @@ from nnspec.runtime.repository import (MANIFEST_FILE, MODEL_FILE, RepositoryErro
                                        list_models, list_versions, version_dir)
 from nnspec.runtime.session import ModelSession
 
-from .batching import Batcher
+from .batching import Batcher, InlineBatcher, pick_batcher
 from .errors import ApiError
 from .metrics import Metrics
 from .settings import Settings
@@ -43,7 +43,7 @@ class LoadedModel:
     """One served model version: its session, its batcher and its leases."""
 
     session: ModelSession
-    batcher: Batcher
+    batcher: Batcher | InlineBatcher
     fingerprint: tuple | None  # of the folder it was loaded from (None: could not be read then)
     leases: int = 0
     retired: bool = False
@@ -97,6 +97,12 @@ class ModelLease:
         if not self.submitted:
             self.model.batcher.withdraw()
         self.store._release(self.model)
+
+    def __enter__(self) -> "ModelLease":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
 
 class ModelStore:
@@ -283,10 +289,10 @@ class ModelStore:
         session = ModelSession(folder, intra_op_threads=self.settings.threads_per_run(), spin=False)
         if session.name != name:
             raise ValueError(f"manifest name {session.name!r} != folder name {name!r}")
-        batcher = Batcher(session.run_unchecked, labels=(name, str(version)), metrics=self.metrics,
-                          max_batch_size=session.max_batch_size,
-                          max_queue_delay_ms=session.max_queue_delay_ms,
-                          max_queue=self.settings.max_queue, batching=self.settings.batching)
+        batcher = pick_batcher(session.run_unchecked, session.time_run, labels=(name, str(version)),
+                               metrics=self.metrics, max_batch_size=session.max_batch_size,
+                               max_queue_delay_ms=session.max_queue_delay_ms,
+                               max_queue=self.settings.max_queue, batching=self.settings.batching)
         return LoadedModel(session, batcher, fingerprint)
 
     def unload(self, name: str) -> bool:
