@@ -9,11 +9,12 @@ import os
 from typing import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 import nnspec
 
-from . import routes_ops, routes_v1, routes_v2
+from . import routes_ops, routes_ui, routes_v1, routes_v2
 from .deps import ServingState
 from .errors import install_error_handlers
 from .metrics import Metrics
@@ -26,9 +27,15 @@ from .store import ModelStore
 
 log = logging.getLogger("nnspec.serve")
 
-# Every route, in matching order. Health, /metrics and the docs are open; a ModelRouter guards each of
-# its routes with the API key, an AdminRouter (repository control) with the admin key.
-ROUTERS = (routes_v1.router, routes_v2.health, routes_v2.router, routes_v2.admin, routes_ops.router)
+# Every route, in matching order. Health, /metrics, the docs and the pages' files are open; a ModelRouter
+# guards each of its routes with the API key, an AdminRouter (repository control) with the admin key.
+# The model pages (routes_ui, off with --no-ui) come first: their `/` comes before operations' redirect to /docs.
+ROUTERS = (*routes_ui.ROUTERS, routes_v1.router, routes_v2.health, routes_v2.router, routes_v2.admin, routes_ops.router)
+
+
+def routers(settings: Settings) -> list:
+    """ROUTERS less the model pages when `settings.ui` is off."""
+    return [router for router in ROUTERS if settings.ui or router not in routes_ui.ROUTERS]
 
 
 def _key_from_env(variable: str | None, what: str) -> str | None:
@@ -84,12 +91,13 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
             await run_in_threadpool(store.close)
             metrics.close()
 
-    app = FastAPI(title="nnspec serve", version=nnspec.__version__, lifespan=lifespan,
-                  description="KServe V1 and Open Inference Protocol (V2) endpoints over an nnspec "
-                              "model repository (Triton layout), with dynamic batching.")
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the fastapi-offline package, not a CDN.
+    app = FastAPIOffline(title="nnspec serve", version=nnspec.__version__, lifespan=lifespan,
+                         description="KServe V1 and Open Inference Protocol (V2) endpoints over an nnspec "
+                                     "model repository (Triton layout), with dynamic batching.")
     install_error_handlers(app)
     enforce_openapi(app)
-    for router in ROUTERS:
+    for router in routers(settings):
         app.include_router(router)
     # Middleware, innermost first: the fast path, the body limit, CORS and the Host allowlist when
     # configured (security), then metrics around everything.
