@@ -72,11 +72,12 @@ def input_kind(manifest: dict) -> str:
 
 
 def headline_metric(manifest: dict) -> dict | None:
-    """The first test metric (the validation one when there is no test split), as `{split, name, value}`."""
+    """The first test metric other than the loss (validation when there is no test split), as `{split, name, value}`."""
     metrics = manifest.get("metrics") or {}
     for split in ("test", "validation"):
-        for name, value in (metrics.get(split) or {}).items():
-            return {"split": split, "name": name, "value": value}
+        values = metrics.get(split) or {}
+        for name in [n for n in values if n != "loss"] or list(values):
+            return {"split": split, "name": name, "value": values[name]}
     return None
 
 
