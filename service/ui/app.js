@@ -116,7 +116,8 @@ async function repositoryPage(content) {
       el("a", { href: `/models/${model.name}`, text: model.name }),
       [badge(model.status), model.reason ? el("div", { class: "hint", text: model.reason }) : null],
       model.task || "—",
-      model.versions.join(", ") + (model.served.length ? ` (serving ${model.served.join(", ")})` : ""),
+      model.versions.join(", ") + (model.served.length && model.served.length < model.versions.length
+        ? ` (serving ${model.served.join(", ")})` : ""),
       metricText(model.metric),
       model.parameters != null ? formatNumber(model.parameters) : "—",
       model.input_kind || "—",
