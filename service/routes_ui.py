@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, Response
 from nnspec.runtime.repository import PLOTS, RepositoryError, list_versions, read_manifest, version_dir
 from nnspec.runtime.session import ModelSession
 
-from .deps import State
+from .deps import ServingState, State
 from .errors import ApiError
 from .payloads import json_response
 from .routing import ModelRouter
@@ -86,15 +86,15 @@ def _summary(manifest: dict) -> dict:
             "parameters": manifest.get("parameters")}
 
 
-def _unserved_manifest(state, name: str, versions: list[int]) -> dict | None:
-    # A model that serves no version is described by its newest manifest, when that one reads.
+def _unserved_summary(state: ServingState, name: str, versions: list[int]) -> dict:
+    # A model that serves no version is described by its newest manifest, as far as that one reads.
     try:
-        return read_manifest(version_dir(state.settings.repository, name, versions[-1])) if versions else None
-    except RepositoryError:  # its message names a server path: the index's reason says what failed
-        return None
+        return _summary(read_manifest(version_dir(state.settings.repository, name, versions[-1]))) if versions else {}
+    except (RepositoryError, LookupError, TypeError, ValueError):  # the index's reason says what failed (no path)
+        return {}
 
 
-def repository_rows(state) -> list[dict]:
+def repository_rows(state: ServingState) -> list[dict]:
     """Every model in the repository or loaded: versions, status (ready, loading, not loaded, failed: why)."""
     entries: dict[str, list[dict]] = {}
     for entry in state.store.index():
@@ -105,12 +105,12 @@ def repository_rows(state) -> list[dict]:
         failures = [f"version {e['version']}: {e['reason']}" for e in items if e["reason"] and e["reason"] != "unloaded"]
         versions = sorted(set(list_versions(state.settings.repository, name)) | set(served))
         if served:
-            status, manifest = "ready", state.store.resolve(name)[1].manifest
+            status, summary = "ready", _summary(state.store.resolve(name)[1].manifest)
         else:
             status = "failed" if failures else "loading" if state.settings.model_control == "poll" else "not loaded"
-            manifest = _unserved_manifest(state, name, versions)
+            summary = _unserved_summary(state, name, versions)
         rows.append({"name": name, "status": status, "reason": "; ".join(failures), "versions": versions,
-                     "served": served, **(_summary(manifest) if manifest else {})})
+                     "served": served, **summary})
     return rows
 
 

@@ -8,6 +8,7 @@ to keep the screenshots (docs/img/ holds the ones the README shows).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ WAIT = 20  # seconds for a page to draw what it fetched
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """animals (a CSV table), patterns (16x16 grayscale PNGs), signals (npz arrays [2, 6]) trained and exported;
-    a version that cannot load (broken)."""
+    housing (a regression fixture, no example row in its manifest); a version that cannot load (broken)."""
     from nnspec.runtime.export import export_run
     from nnspec.runtime.train import train
 
@@ -45,6 +46,7 @@ def repo(tmp_path_factory):
                                         training={"epochs": 10}), name="signals.yaml")]
     for spec in specs:
         export_run(train(spec, runs_dir=folder / "runs", device="cpu").run_dir, repo)
+    fx.publish(repo, "housing")
     _, spare = fx.publish(folder / "spare", "iris")
     (repo / "broken").mkdir()
     spare.rename(repo / "broken" / "1")
@@ -139,12 +141,12 @@ def test_the_repository_page_lists_every_model_with_its_status(browser, server, 
 
     open_page(browser, server + "/")
     rows = {row.get_attribute("data-model"): row for row in browser.find_elements(By.CSS_SELECTOR, "tr[data-model]")}
-    assert list(rows) == ["animals", "broken", "patterns", "signals"]
+    assert list(rows) == ["animals", "broken", "housing", "patterns", "signals"]
     animals = rows["animals"].text
     assert "ready" in animals and "classification" in animals and "table of 3 features" in animals
     parameters = json.loads((repo["repo"] / "animals" / "1" / "nnspec.json").read_text())["parameters"]
     assert "accuracy" in animals and f"{parameters:,}" in animals
-    assert "16x16 grayscale image" in rows["patterns"].text and "array [2, 6]" in rows["signals"].text
+    assert "regression" in rows["housing"].text and "16x16 grayscale image" in rows["patterns"].text and "array [2, 6]" in rows["signals"].text
     assert "failed" in rows["broken"].text and "version 1" in rows["broken"].text
     assert str(repo["folder"]) not in browser.page_source  # no server path on a page
     links = [a.get_attribute("href") for a in rows["signals"].find_elements(By.TAG_NAME, "a")]
@@ -164,6 +166,14 @@ def test_the_table_form_answers_what_nnspec_predict_answers_for_the_same_row(bro
     # Everything that takes input has a label.
     assert browser.execute_script(
         "return [...document.querySelectorAll('input, select, textarea')].every(e => e.labels.length > 0)")
+    # Tab reaches every field of the form and its button, in order.
+    browser.find_element(By.TAG_NAME, "body").click()
+    reached = []
+    for _ in range(25):
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        reached.append(browser.execute_script("const e = document.activeElement; return e.id || e.textContent.trim()"))
+    fields = [r for r in reached if r.startswith("feature-") or r == "Predict"]
+    assert fields[:4] == ["feature-0", "feature-1", "feature-2", "Predict"], reached
     # Fill the form with the keyboard alone: type each field, pick the category by typing, Enter submits.
     browser.find_element(By.ID, "feature-0").send_keys(str(row["x1"]))
     browser.find_element(By.ID, "feature-1").send_keys(row["color"])
@@ -195,6 +205,16 @@ def test_an_uploaded_png_and_a_drawing_get_answers(browser, server, repo, tmp_pa
     assert answer_label(browser) == expected["label"]
     assert ":classify" in browser.find_element(By.ID, "curl").text
 
+    # A file dropped on the drop zone is sent at once.
+    fresh_answer(browser)
+    browser.execute_script(
+        "const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));"
+        "const files = new DataTransfer(); files.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));"
+        "document.querySelector('.drop').dispatchEvent(new DragEvent('drop', {dataTransfer: files, bubbles: true}))",
+        base64.b64encode(png.read_bytes()).decode())
+    assert answer_label(browser) == expected["label"]
+    assert "dropped.png" in browser.find_element(By.ID, "curl").text
+
     fresh_answer(browser)
     canvas = browser.find_element(By.ID, "draw")
     stroke = ActionChains(browser).move_to_element_with_offset(canvas, -60, -80).click_and_hold()
@@ -222,6 +242,15 @@ def test_an_array_model_is_tried_with_the_real_validation_row_from_its_manifest(
     expected = predicted(repo["repo"], "signals", request)[0]
     browser.find_element(By.CSS_SELECTOR, "#try-form button[type=submit]").click()
     assert answer_label(browser) == expected["label"]
+
+    # A regressor whose manifest keeps no example: zeros of its shape, and the values as the answer.
+    open_page(browser, server + "/models/housing")
+    assert json.loads(browser.find_element(By.ID, "instance").get_attribute("value")) == [0, 0, 0]
+    browser.find_element(By.CSS_SELECTOR, "#try-form button[type=submit]").click()
+    cells = {c.get_attribute("data-target"): float(c.text) for c in
+             [wait_for(browser, "td[data-target]"), *browser.find_elements(By.CSS_SELECTOR, "td[data-target]")[1:]]}
+    expected_values = fx.reference("housing", np.zeros((1, 3), np.float32))["values"][0]
+    np.testing.assert_allclose([cells["price"], cells["rent"]], expected_values, atol=1e-4)
 
 
 def test_the_pages_fit_a_phone_screen(browser, server):

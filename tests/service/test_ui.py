@@ -55,6 +55,15 @@ def test_the_repository_rows_say_status_and_why_without_a_server_path(repo, clie
     assert rows["housing"]["input_kind"] == "array [3]"
 
 
+def test_a_model_published_after_start_is_loading_until_the_next_poll(tmp_path, client_for):
+    repo = fx.build_repo(tmp_path / "models", names=("iris",))
+    with client_for(repo, model_control="poll", poll_seconds=3600) as client:
+        fx.publish(repo, "housing")
+        rows = {row["name"]: row for row in client.get("/ui/api/models").json()["models"]}
+    assert rows["housing"]["status"] == "loading" and rows["housing"]["task"] == "regression"
+    assert rows["iris"]["status"] == "ready"
+
+
 def test_the_model_data_has_the_rendered_card_the_plots_and_the_example(repo, client_for):
     version = repo / "housing" / "1"
     (version / "README.md").write_text("# housing\n\n<script>alert(1)</script>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
