@@ -142,3 +142,19 @@ def test_every_control_in_the_page_shell_has_a_label():
     ids = re.findall(r'<(?:input|select|textarea)[^>]*\bid="([^"]+)"', html)
     assert ids and all(f'<label for="{i}"' in html for i in ids)
     assert Path(UI_FOLDER / "app.js").read_text().count("innerHTML") == 1  # the server-rendered model card only
+
+
+@pytest.mark.parametrize("option, pages", [([], True), (["--no-ui"], False)])
+def test_serve_no_ui_turns_the_pages_off(shared_repo, monkeypatch, option, pages):
+    import uvicorn
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from nnspec.cli import app
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(app))
+    result = CliRunner().invoke(app, ["serve", str(shared_repo), *option])
+    assert result.exit_code == 0, result.output
+    page = TestClient(served[0]).get("/models/iris")  # no lifespan: the page needs no model
+    assert page.status_code == (200 if pages else 404)
