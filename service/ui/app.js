@@ -151,7 +151,8 @@ function metricsTable(metrics) {
 }
 
 function contract(model) {
-  const items = [["input", `${model.input.name}: float32 ${JSON.stringify(model.input.shape)} per instance`]];
+  const items = [["graph input", `${model.input.name}: float32 ${JSON.stringify(model.input.shape)} per instance`
+    + (model.features ? " (the server encodes the named features into it)" : "")]];
   if (model.features) {
     items.push(["features", el("ul", {}, model.features.map((f) => el("li", {},
       el("code", { text: f.name }), ` ${f.type}`,

@@ -115,14 +115,18 @@ def fresh_answer(driver):
     driver.execute_script("document.getElementById('answer')?.replaceChildren()")
 
 
-def screenshot(driver, name: str, tmp_path: Path) -> Path:
-    """A PNG of the viewport: into NNSPEC_SCREENSHOTS (palette-reduced, small) when set, else tmp_path."""
+def screenshot(driver, name: str, tmp_path: Path, height: int = 1000) -> Path:
+    """A PNG of a 1200 x `height` window: into NNSPEC_SCREENSHOTS (palette-reduced, small) when set, else tmp_path."""
     from PIL import Image
 
     folder = Path(os.environ.get("NNSPEC_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    driver.save_screenshot(str(path))
+    driver.set_window_size(1200, height)
+    try:
+        driver.save_screenshot(str(path))
+    finally:
+        driver.set_window_size(1200, 1000)
     with Image.open(path) as image:
         assert image.width > 300 and image.getextrema() != ((255, 255), (255, 255), (255, 255), (255, 255))
         image.convert("RGB").quantize(64).save(path, optimize=True)
@@ -151,7 +155,7 @@ def test_the_repository_page_lists_every_model_with_its_status(browser, server, 
     assert str(repo["folder"]) not in browser.page_source  # no server path on a page
     links = [a.get_attribute("href") for a in rows["signals"].find_elements(By.TAG_NAME, "a")]
     assert links == [server + "/models/signals", server + "/v1/models/signals", server + "/v2/models/signals"]
-    screenshot(browser, "repository.png", tmp_path)
+    screenshot(browser, "repository.png", tmp_path, height=760)
 
 
 def test_the_table_form_answers_what_nnspec_predict_answers_for_the_same_row(browser, server, repo, tmp_path):
@@ -188,7 +192,7 @@ def test_the_table_form_answers_what_nnspec_predict_answers_for_the_same_row(bro
     assert len(images) == 2 and all(browser.execute_script("return arguments[0].naturalWidth", i) > 100 for i in images)
     assert browser.find_element(By.CSS_SELECTOR, ".model-card h1").text == "animals"
     assert "accuracy" in browser.find_element(By.TAG_NAME, "main").text
-    screenshot(browser, "model.png", tmp_path)
+    screenshot(browser, "model.png", tmp_path, height=1500)
 
 
 def test_an_uploaded_png_and_a_drawing_get_answers(browser, server, repo, tmp_path):
