@@ -71,7 +71,7 @@ async function api(path, options = {}) {
   if (!response.ok) {
     let message = response.status + " " + response.statusText;
     try { message = (await response.json()).error || message; } catch (error) { /* not JSON */ }
-    throw new Error(message);
+    throw Object.assign(new Error(message), { status: response.status });
   }
   return response;
 }
@@ -181,7 +181,17 @@ async function plotFigures(model) {
 async function modelPage(content, name) {
   document.title = `${name} · nnspec serve`;
   document.getElementById("title").textContent = name;
-  const model = await apiJson(`/ui/api/models/${encodeURIComponent(name)}`);
+  let model;
+  try {
+    model = await apiJson(`/ui/api/models/${encodeURIComponent(name)}`);
+  } catch (failure) {
+    // Not served: say what the repository knows of it (failed, with the reason; loading; not loaded).
+    const row = failure.status === 404 && (await apiJson("/ui/api/models")).models.find((m) => m.name === name);
+    if (!row) throw failure;
+    content.append(facts([["status", [badge(row.status), row.reason ? " " + row.reason : ""]],
+      ["versions", row.versions.join(", ")], ["task", row.task || "—"], ["input", row.input_kind || "—"]]));
+    throw new Error(`${name} serves no version now.`);
+  }
   setStatus("");
   document.getElementById("title").textContent = `${model.name} — version ${model.version}`;
   const answer = el("section", { id: "answer", "aria-live": "polite", "aria-labelledby": "answer-heading", hidden: true });

@@ -156,6 +156,9 @@ def test_the_repository_page_lists_every_model_with_its_status(browser, server, 
     links = [a.get_attribute("href") for a in rows["signals"].find_elements(By.TAG_NAME, "a")]
     assert links == [server + "/models/signals", server + "/v1/models/signals", server + "/v2/models/signals"]
     screenshot(browser, "repository.png", tmp_path, height=760)
+    rows["broken"].find_element(By.LINK_TEXT, "broken").click()  # its page says why it serves nothing
+    wait_for(browser, "#status.error")
+    assert "failed" in browser.find_element(By.ID, "content").text and "cannot load" in browser.page_source
 
 
 def test_the_table_form_answers_what_nnspec_predict_answers_for_the_same_row(browser, server, repo, tmp_path):
