@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(VENV)/bin/nnspec validate specs/*.yaml specs/*/*.yaml
 	$(VENV)/bin/nnspec train specs/digits_cnn.yaml
 	@echo
-	@echo "Serving models/ on http://127.0.0.1:8000 (API docs: http://127.0.0.1:8000/docs). Try:"
+	@echo "Serving models/ on http://127.0.0.1:8000 (model pages: http://127.0.0.1:8000/, API docs: http://127.0.0.1:8000/docs). Try:"
 	@echo "  curl -s -X POST http://127.0.0.1:8000/v1/models/digits-cnn:predict -H 'Content-Type: application/json' -d @examples/digits_request.json"
 	@echo
 	$(VENV)/bin/nnspec serve models --host 127.0.0.1 --port 8000

@@ -403,9 +403,9 @@ Reading it:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the `## Serving` section of a markdown file, leaving the rest alone."""
+    """Replace (or append) the section of a markdown file that has `section`'s title, leaving the rest alone."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Serving\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(section.splitlines()[0])}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
 

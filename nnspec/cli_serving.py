@@ -52,6 +52,7 @@ def serve(
                                              help="log every request (costs time per request; /metrics counts them anyway)")] = False,
     max_pixels: Annotated[int, typer.Option(help="image pixels per request, summed over its images (413 above)")] = 64_000_000,
     body_timeout: Annotated[float, typer.Option(help="seconds to receive a request body (408 after)")] = 30.0,
+    ui: Annotated[bool, typer.Option("--ui/--no-ui", help="the model pages at / and /models/NAME")] = True,
 ) -> None:
     """Serve a model repository over HTTP (KServe V1 and Open Inference Protocol V2)."""
     import uvicorn
@@ -67,7 +68,7 @@ def serve(
         settings = Settings(repository=repo.resolve(), api_key_env=api_key_env, model_control=model_control.value,
                             admin_key_env=admin_key_env, poll_seconds=poll_seconds, allowed_hosts=allowed_hosts or [],
                             cors_origins=cors_origin or [], max_body_mb=max_body_mb, batching=batching,
-                            workers=workers, max_pixels=max_pixels, body_timeout=body_timeout)
+                            workers=workers, max_pixels=max_pixels, body_timeout=body_timeout, ui=ui)
     except ValidationError as exc:  # name the option, as the user typed it
         first = exc.errors()[0]
         message = first["msg"].removeprefix("Value error, ")

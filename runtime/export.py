@@ -21,7 +21,7 @@ from nnspec.compiler.spec import Spec
 from .checkpoint import load_checkpoint
 from .data import PARITY_ROWS, missing_text, raw_rows
 from .metrics import probabilities
-from .repository import publish_version, write_config_pbtxt
+from .repository import PLOTS, publish_version, write_config_pbtxt
 from .rundir import PARITY_FILE, load_run, record_export, spec_hash
 
 PARITY_BATCHES = (1, 7, 64)
@@ -160,13 +160,19 @@ def manifest_for(spec: Spec, info: DataInfo, summary: dict, versions: dict) -> d
         "outputs": outputs,
         "serving": {"max_batch_size": spec.serving.max_batch_size, "max_queue_delay_ms": spec.serving.max_queue_delay_ms},
         "metrics": {"validation": summary.get("validation", {}), "test": summary.get("test", {})},
+        "parameters": summarize(spec, info)["total_params"],
         "spec_hash": spec_hash(spec), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions,
     }
 
 
+def example_instance(row: np.ndarray) -> list:
+    """One raw input row as a JSON instance, each float32 written in its shortest exact form (0.3, not 0.30000001)."""
+    shortest = np.array([float(str(v)) for v in row.astype(np.float32).ravel()])
+    return shortest.reshape(row.shape).tolist()
+
+
 def model_card(spec: Spec, info: DataInfo, manifest: dict, summary: dict) -> str:
     """README.md: data, network, training and metrics in a few lines."""
-    table = summarize(spec, info)
     src = spec.data.source
     tr = spec.training
     lines = [
@@ -188,7 +194,7 @@ def model_card(spec: Spec, info: DataInfo, manifest: dict, summary: dict) -> str
         lines.append("- splits: " + "; ".join(f"{name} {made}" for name, made in summary["splits"].items()))
     if manifest["labels"]:
         lines.append(f"- classes: {', '.join(manifest['labels'])}")
-    lines += ["", "## Network", "", f"{len(spec.model.layers)} layers, {table['total_params']:,} parameters: "
+    lines += ["", "## Network", "", f"{len(spec.model.layers)} layers, {manifest['parameters']:,} parameters: "
               + " → ".join(layer.type for layer in spec.model.layers), "",
               "## Training", "",
               f"{summary.get('epochs_run', '?')} epochs of `{tr.optimizer.type}` (lr {tr.optimizer.lr}) on `{tr.loss.type}`, batch {tr.batch_size}"
@@ -225,7 +231,10 @@ def export_run(run_dir: str | Path, repo: str | Path = "models", version: int | 
     versions = {**summary.get("versions", {}), "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
     manifest = manifest_for(spec, info, summary, versions)
     manifest["parity"] = {"batch_sizes": list(PARITY_BATCHES), "rows": len(rows), "max_abs_diff": parity}
-    files = {"model.onnx": onnx_bytes, "README.md": model_card(spec, info, manifest, summary).encode()}
+    if not info.features and not info.image:  # tables and images have their own forms on the model page
+        manifest["example"] = example_instance(rows[0])
+    files = {"model.onnx": onnx_bytes, "README.md": model_card(spec, info, manifest, summary).encode(),
+             **{plot: (run_dir / plot).read_bytes() for plot in PLOTS if (run_dir / plot).is_file()}}
     number, path = publish_version(repo, spec.name, manifest, files, version=version, overwrite=overwrite)
     write_config_pbtxt(repo, spec.name, manifest)
     record_export(run_dir, path, number)

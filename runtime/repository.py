@@ -20,6 +20,7 @@ from .files import atomic_write_text
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "nnspec.json"
 CONFIG_FILE = "config.pbtxt"
+PLOTS = ("curves.png", "confusion.png")  # the run's plots, copied into a version for the model page
 NAME_PATTERN = "[a-z0-9][a-z0-9_-]*"  # a model name (at most MAX_NAME_LENGTH characters)
 VERSION_PATTERN = "[1-9][0-9]{0,17}"  # a version: a positive integer below 10**18
 MAX_NAME_LENGTH = 128

@@ -6,15 +6,20 @@ import asyncio
 import contextlib
 import logging
 import os
+from pathlib import Path
 from typing import AsyncIterator
 
+import fastapi_offline
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import nnspec
 
-from . import routes_ops, routes_v1, routes_v2
+from . import routes_ops, routes_ui, routes_v1, routes_v2
 from .deps import ServingState
 from .errors import install_error_handlers
 from .metrics import Metrics
@@ -27,9 +32,15 @@ from .store import ModelStore
 
 log = logging.getLogger("nnspec.serve")
 
-# Every route, in matching order. Health, /metrics and the docs are open; a ModelRouter guards each of
-# its routes with the API key, an AdminRouter (repository control) with the admin key.
-ROUTERS = (routes_v1.router, routes_v2.health, routes_v2.router, routes_v2.admin, routes_ops.router)
+# Every route, in matching order. Health, /metrics, the docs and the pages' files are open; a ModelRouter
+# guards each of its routes with the API key, an AdminRouter (repository control) with the admin key.
+# The model pages (routes_ui, off with --no-ui) come first: their `/` comes before operations' redirect to /docs.
+ROUTERS = (*routes_ui.ROUTERS, routes_v1.router, routes_v2.health, routes_v2.router, routes_v2.admin, routes_ops.router)
+
+
+def routers(settings: Settings) -> list:
+    """ROUTERS less the model pages when `settings.ui` is off."""
+    return [router for router in ROUTERS if settings.ui or router not in routes_ui.ROUTERS]
 
 
 def _key_from_env(variable: str | None, what: str) -> str | None:
@@ -58,6 +69,27 @@ async def _poll(store: ModelStore, seconds: float) -> None:
             await run_in_threadpool(store.sync)
         except Exception:  # a broken repository must not end polling
             log.exception("repository poll failed")
+
+
+DOCS_ASSETS = "/static-offline-docs"
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """/docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package's files, not a CDN."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"), name="static-offline-docs")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - Swagger UI",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js", with_google_fonts=False,
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png")
 
 
 class ServingApp(FastAPI):
@@ -112,12 +144,13 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
             await run_in_threadpool(store.close)
             metrics.close()
 
-    app = ServingApp(title="nnspec serve", version=nnspec.__version__, lifespan=lifespan,
+    app = ServingApp(title="nnspec serve", version=nnspec.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="KServe V1 and Open Inference Protocol (V2) endpoints over an nnspec "
                               "model repository (Triton layout), with dynamic batching.")
+    add_offline_docs(app)
     install_error_handlers(app)
     enforce_openapi(app)
-    for router in ROUTERS:
+    for router in routers(settings):
         app.include_router(router)
     # Middleware, innermost first: the fast path, the body limit, CORS and the Host allowlist when
     # configured (security), then metrics around everything.

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     max_pixels: int = Field(64_000_000, ge=1, description="image pixels per request, summed over its images "
                                                           "and read from their headers, above this get 413")
     body_timeout: float = Field(30.0, gt=0, description="seconds to receive a request body before 408")
+    ui: bool = Field(True, description="the model pages: the repository at / and each model at /models/{name}")
 
     @field_validator("allowed_hosts", "cors_origins", mode="before")
     @classmethod

@@ -1,55 +1,24 @@
 """A real `serve` process on 127.0.0.1: V1 over HTTP, V2 JSON and binary via tritonclient.http."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
 import onnx_fixtures as fx
 import pytest
+from server_process import CLI, serving
 
 pytestmark = pytest.mark.slow  # starts real server and CLI processes
-
-# The CLI as users run it (`nnspec ...` is `python -m nnspec ...`).
-CLI = "from nnspec.cli import main; main()"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     repo = fx.build_repo(tmp_path_factory.mktemp("models"), names=("iris", "credit"))
-    port = free_port()
-    env = os.environ | {"E2E_KEY": "k3y"}
-    proc = subprocess.Popen([sys.executable, "-c", CLI, "serve", str(repo), "--port", str(port),
-                             "--api-key-env", "E2E_KEY", "--body-timeout", "1"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()
-            time.sleep(0.1)
-        else:
-            pytest.fail("the server was not ready within 30 s")
+    with serving(repo, "--api-key-env", "E2E_KEY", "--body-timeout", "1", env={"E2E_KEY": "k3y"}) as (url, port):
         yield url, port
-    finally:
-        proc.terminate()
-        output = proc.communicate(timeout=10)[0].decode()
-    assert "Traceback" not in output, output[-3000:]  # no request, however it ended, logs a traceback
 
 
 def test_v1_over_http(server):

@@ -462,3 +462,24 @@ def test_to_onnx_hides_the_deprecation_notice_but_not_tracer_warnings():
     categories = [w.category for w in seen]
     assert torch.jit.TracerWarning in categories, [str(w.message)[:80] for w in seen]
     assert DeprecationWarning not in categories
+
+
+@pytest.mark.slow
+def test_export_copies_the_plots_and_keeps_a_real_validation_row_as_the_example(digits_run, tmp_path):
+    from nnspec.compiler.compile import summarize
+    from nnspec.runtime.data import raw_rows
+
+    exported = export_run(digits_run.run_dir, tmp_path / "models")
+    for plot in repository.PLOTS:  # what the model page shows
+        assert (exported.path / plot).read_bytes() == (digits_run.run_dir / plot).read_bytes()
+    manifest = json.loads((exported.path / "nnspec.json").read_text())
+    spec, info = load_spec_with_data(digits_run.run_dir / "spec.yaml")
+    row = raw_rows(spec, 1)[0]
+    assert np.array(manifest["example"]).shape == (64,)
+    np.testing.assert_array_equal(np.array(manifest["example"], dtype=np.float32), row)  # exact at float32
+    assert manifest["parameters"] == summarize(spec, info)["total_params"] > 0
+    assert f"{manifest['parameters']:,} parameters" in (exported.path / "README.md").read_text()
+
+
+def test_a_table_or_image_version_keeps_no_example(h, table_model):
+    assert "example" not in json.loads((table_model["exported"].path / "nnspec.json").read_text())

@@ -137,7 +137,7 @@ def test_every_route_has_exactly_its_routers_guard(shared_repo, monkeypatch):
                         headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {key}"} if key else {})
                         response = client.request(method, path, content=b"{}", headers=headers, follow_redirects=False)
                         statuses[kind].append((method, route.path, key, response.status_code))
-    assert len(statuses[ModelRouter]) == 2 * 12 and all(s == 401 for *_, s in statuses[ModelRouter]), statuses[ModelRouter]
+    assert len(statuses[ModelRouter]) == 2 * 15 and all(s == 401 for *_, s in statuses[ModelRouter]), statuses[ModelRouter]
     assert len(statuses[AdminRouter]) == 2 * 2 and all(s == 401 for *_, s in statuses[AdminRouter]), statuses[AdminRouter]
     assert len(statuses[None]) >= 14 and all(s != 401 for *_, s in statuses[None]), statuses[None]
 
